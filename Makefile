@@ -1,0 +1,45 @@
+# drsn_tvl front end. On a fresh clone:  `make run` (main job)  and  `make test` (the test suite).
+# Both create .venv and install the pinned stack on first use; later runs reuse it.
+SHELL := /bin/bash
+VENV  ?= .venv
+PY    := $(VENV)/bin/python
+OUT   ?= out
+PYTHON ?= python3
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: setup run test test-nb test-py clean-nbs export check-sync bench help
+
+help:
+	@echo "make run    - set up .venv and run the main job on the embedded synthetic data (writes $(OUT)/)"
+	@echo "make test   - set up .venv, run nbdev-test on every notebook, then pytest"
+	@echo "make bench  - benchmarks (use ../shared/data when present)"
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[dev]'
+	# torchattacks 3.5.1 pins requests~=2.25.1, which would drag jupyterlab back to 3.5: install it without deps
+	$(PY) -m pip install -q --no-deps torchattacks==3.5.1
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: setup
+	$(VENV)/bin/drsn-tvl prepare --out $(OUT)
+
+test: setup
+	$(VENV)/bin/nbdev-test
+	$(PY) -m pytest -q
+
+export: setup
+	$(VENV)/bin/nbdev-export
+
+# nbdev-export on a clean checkout must change nothing
+check-sync: setup
+	$(VENV)/bin/nbdev-export && git diff --exit-code -- drsn_tvl
+
+clean-nbs: setup
+	$(VENV)/bin/nbdev-clean
+
+bench: setup
+	for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
