@@ -83,4 +83,9 @@ d = { 'settings': { 'branch': 'main',
                                'drsn_tvl.data.settings_hash': ('data.html#settings_hash', 'drsn_tvl/data.py'),
                                'drsn_tvl.data.settings_path': ('data.html#settings_path', 'drsn_tvl/data.py'),
                                'drsn_tvl.data.to_tensor': ('data.html#to_tensor', 'drsn_tvl/data.py'),
-                               'drsn_tvl.data.to_uint8_rgb': ('data.html#to_uint8_rgb', 'drsn_tvl/data.py')}}}
+                               'drsn_tvl.data.to_uint8_rgb': ('data.html#to_uint8_rgb', 'drsn_tvl/data.py')},
+            'drsn_tvl.features': { 'drsn_tvl.features._kind': ('features.html#_kind', 'drsn_tvl/features.py'),
+                                   'drsn_tvl.features._load_file': ('features.html#_load_file', 'drsn_tvl/features.py'),
+                                   'drsn_tvl.features.create_backbone': ('features.html#create_backbone', 'drsn_tvl/features.py'),
+                                   'drsn_tvl.features.hub_reachable': ('features.html#hub_reachable', 'drsn_tvl/features.py'),
+                                   'drsn_tvl.features.lite_state_dict': ('features.html#lite_state_dict', 'drsn_tvl/features.py')}}}
