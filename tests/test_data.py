@@ -1,0 +1,224 @@
+"Dataset registry: every real loader on tiny fake files in its published layout, errors, and split properties."
+from pathlib import Path
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from drsn_tvl.data import (DATASETS, DataError, DataNotFound, assign_splits, dataset_table, get_dataset, get_splits,
+                           get_settings, load_arrays, parse_value, read_image, SPLITS)
+import _fakes
+
+EXPECTED = {'synthetic', 'nih-chestxray14', 'aptos2019', 'eye-diseases', 'ham10000', 'medmnist', 'lidc', 'kermany-chestxray'}
+
+def check_item(ds, size):
+    x, y = ds[0]
+    assert x.shape == (3, size, size) and x.dtype == torch.float32
+    assert 0 <= float(x.min()) and float(x.max()) <= 1
+    assert isinstance(y, int) and 0 <= y < len(ds.classes)
+
+def no_leak(splits, key='group'):
+    seen = {}
+    for s, ds in splits.items():
+        for g in ds.index[key].astype(str): assert seen.setdefault(g, s) == s, f"group {g} in {seen[g]} and {s}"
+
+def test_registry_has_all_entries():
+    assert EXPECTED <= set(DATASETS)
+    t = dataset_table()
+    assert set(t['name']) >= EXPECTED and {'task', 'classes', 'layout', 'present'} <= set(t.columns)
+    assert (t.set_index('name').loc['synthetic', 'present'] == 'embedded')
+    assert (t.set_index('name').drop('synthetic')['present'] == 'no').all()   # conftest's empty data_root
+
+def test_synthetic_deterministic_and_split():
+    sp = get_splits('synthetic', img_size=32)
+    assert sum(map(len, sp.values())) == get_settings().synthetic_n
+    check_item(sp['train'], 32)
+    again = get_dataset('synthetic', 'train', img_size=32)
+    assert torch.equal(sp['train'][7][0], again[7][0])
+    other = get_dataset('synthetic', 'train', img_size=32, seed=1)
+    assert not torch.equal(sp['train'][0][0], other[0][0])
+    for ds in sp.values(): assert set(ds.labels) == {0, 1}
+
+def test_synthetic_signal_is_learnable():
+    "A tiny CNN learns the opacity class well above chance in seconds: the phantoms carry a real, local signal."
+    from torch import nn
+    torch.manual_seed(0)
+    sp = get_splits('synthetic', img_size=32)
+    X = {s: torch.from_numpy(load_arrays(d, progress=False)[0][..., 0].copy()).float()[:, None] / 255 for s, d in sp.items()}
+    X = {s: x - x.mean((2, 3), keepdim=True) for s, x in X.items()}
+    Y = {s: torch.from_numpy(d.labels.copy()) for s, d in sp.items()}
+    net = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(),
+                        nn.MaxPool2d(2), nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(), nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(32, 2))
+    opt = torch.optim.Adam(net.parameters(), 3e-3)
+    for ep in range(30):
+        perm = torch.randperm(len(X['train']))
+        for i in range(0, len(perm), 32):
+            b = perm[i:i + 32]
+            loss = nn.functional.cross_entropy(net(X['train'][b]), Y['train'][b]); opt.zero_grad(); loss.backward(); opt.step()
+    with torch.no_grad(): acc = (net(torch.cat([X['valid'], X['test']])).argmax(1) == torch.cat([Y['valid'], Y['test']])).float().mean()
+    assert acc > 0.8, acc
+
+def test_eye_diseases(tmp_path):
+    root = _fakes.eye_diseases(tmp_path / 'eye', n=6)
+    sp = get_splits('eye-diseases', root=root, img_size=24)
+    assert sum(map(len, sp.values())) == 24 and sp['train'].classes[0] == 'cataract'
+    check_item(sp['test'], 24)
+    assert {Path(p).suffix for p in pd.concat([d.index for d in sp.values()])['item']} == {'.jpg', '.jpeg', '.png'}
+    # Kaggle nests the class folders in dataset/
+    nested = _fakes.eye_diseases(tmp_path / 'k' / 'dataset', n=3)
+    assert len(get_dataset('eye-diseases', None, root=tmp_path / 'k')) == 12
+
+def test_eye_diseases_found_under_data_root(tmp_path, monkeypatch):
+    _fakes.eye_diseases(tmp_path / 'dr' / 'eye-diseases', n=3)
+    assert len(get_dataset('eye-diseases', None, data_root=tmp_path / 'dr')) == 12
+    monkeypatch.setenv('DRSN_TVL_DATA_ROOT', str(tmp_path / 'dr'))
+    assert dataset_table().set_index('name').loc['eye-diseases', 'present'].endswith('eye-diseases')
+
+def test_eye_diseases_errors(tmp_path):
+    root = _fakes.eye_diseases(tmp_path / 'eye', n=2)
+    for f in (root / 'glaucoma').iterdir(): f.unlink()
+    with pytest.raises(DataError, match='glaucoma.*no images'): get_dataset('eye-diseases', root=root)
+    (root / 'glaucoma').rmdir()
+    with pytest.raises(DataNotFound, match='glaucoma'): get_dataset('eye-diseases', root=root)
+
+def test_corrupt_and_missing_image(tmp_path):
+    root = _fakes.eye_diseases(tmp_path / 'eye', n=2)
+    bad = root / 'normal' / 'normal_0.jpg'; bad.write_bytes(b'garbage')
+    ds = get_dataset('eye-diseases', None, root=root)
+    i = list(ds.index['item']).index(str(bad))
+    with pytest.raises(DataError, match='normal_0.jpg.*corrupt'): ds[i]
+    bad.unlink()
+    with pytest.raises(DataNotFound, match='normal_0.jpg'): ds[i]
+
+def test_nih_official_layout(tmp_path):
+    root = _fakes.nih_official(tmp_path / 'nih', n_patients=20)
+    sp = get_splits('nih-chestxray14', root=root, img_size=16)
+    assert sum(map(len, sp.values())) == 40
+    no_leak(sp)
+    check_item(sp['train'], 16)
+    full = get_dataset('nih-chestxray14', None, root=root)
+    df = pd.read_csv(root / 'Data_Entry_2017_v2020.csv').set_index('Image Index')
+    for item, lbl in zip(full.index['item'], full.labels):
+        assert lbl == int(df.loc[Path(item).name, 'Finding Labels'] != 'No Finding')
+    eff = get_dataset('nih-chestxray14', None, root=root, finding='Effusion')
+    assert eff.classes == ['other', 'Effusion']
+    for item, lbl in zip(eff.index['item'], eff.labels):
+        assert lbl == int('Effusion' in df.loc[Path(item).name, 'Finding Labels'].split('|'))
+    with pytest.raises(ValueError, match='unknown finding'): get_dataset('nih-chestxray14', root=root, finding='Flu')
+
+def test_nih_official_test_list(tmp_path):
+    root = _fakes.nih_official(tmp_path / 'nih', n_patients=15, test_list=True)
+    test = get_dataset('nih-chestxray14', 'test', root=root)
+    assert set(test.index['group'].astype(int)) == {1, 2, 3}
+    no_leak(get_splits('nih-chestxray14', root=root))
+
+def test_nih_errors(tmp_path):
+    root = _fakes.nih_official(tmp_path / 'nih', n_patients=4)
+    df = pd.read_csv(root / 'Data_Entry_2017_v2020.csv').drop(columns=['Patient ID'])
+    df.to_csv(root / 'Data_Entry_2017_v2020.csv', index=False)
+    with pytest.raises(DataError, match="Data_Entry_2017_v2020.csv.*Patient ID"): get_dataset('nih-chestxray14', root=root)
+    (tmp_path / 'empty').mkdir()
+    with pytest.raises(DataNotFound, match='Data_Entry_2017'): get_dataset('nih-chestxray14', root=tmp_path / 'empty')
+
+def test_nih_folder_layout(tmp_path):
+    root = _fakes.nih_folders(tmp_path / 'nih-chestxray14-1000', n=3)
+    sp = get_splits('nih-chestxray14', root=root, img_size=16)
+    assert {k: len(v) for k, v in sp.items()} == {'train': 6, 'valid': 6, 'test': 6}   # official folders kept
+    assert sp['valid'].summary()['n'].tolist() == [3, 3]
+    check_item(sp['valid'], 16)
+    # found by its folder name under data_root
+    assert len(get_dataset('nih-chestxray14', None, data_root=tmp_path)) == 18
+
+def test_aptos(tmp_path):
+    root = _fakes.aptos(tmp_path / 'aptos', n=25)
+    ds = get_dataset('aptos2019', None, root=root, img_size=16)
+    assert ds.classes[0] == 'no_dr' and len(ds.classes) == 5 and sorted(set(ds.labels)) == [0, 1, 2, 3, 4]
+    b = get_dataset('aptos2019', None, root=root, binary=True)
+    assert b.classes == ['no_dr', 'dr'] and (b.labels == (ds.labels > 0)).all()
+    check_item(get_dataset('aptos2019', 'train', root=root, img_size=16), 16)
+
+def test_aptos_errors(tmp_path):
+    root = _fakes.aptos(tmp_path / 'aptos', n=6)
+    next((root / 'train_images').iterdir()).unlink()
+    with pytest.raises(DataNotFound, match='missing'): get_dataset('aptos2019', root=root)
+    pd.DataFrame({'id': ['a'], 'diagnosis': [0]}).to_csv(root / 'train.csv', index=False)
+    with pytest.raises(DataError, match="train.csv.*id_code"): get_dataset('aptos2019', root=root)
+    pd.DataFrame({'id_code': ['a'], 'diagnosis': [7]}).to_csv(root / 'train.csv', index=False)
+    with pytest.raises(DataError, match='grades 0-4'): get_dataset('aptos2019', root=root)
+
+def test_ham10000_split_by_lesion(tmp_path):
+    root = _fakes.ham(tmp_path / 'ham', n_lesions=28)
+    sp = get_splits('ham10000', root=root, img_size=16)
+    no_leak(sp)
+    assert len(sp['train'].classes) == 7
+    check_item(sp['train'], 16)
+    md = pd.read_csv(root / 'HAM10000_metadata.csv')
+    md.loc[0, 'dx'] = 'flu'; md.to_csv(root / 'HAM10000_metadata.csv', index=False)
+    with pytest.raises(DataError, match="'dx'.*flu"): get_dataset('ham10000', root=root)
+
+def test_kermany(tmp_path):
+    root = _fakes.kermany(tmp_path / 'k', n=2)
+    sp = get_splits('kermany-chestxray', root=root, img_size=16)
+    assert {k: len(v) for k, v in sp.items()} == {'train': 4, 'valid': 4, 'test': 4}
+    assert set(sp['train'].index['group']) == {'IM-0100', 'IM-0101', 'person1', 'person2'}
+    assert get_dataset('kermany-chestxray', None, root=root / 'chest_xray').c == 2   # root may be chest_xray itself
+
+def test_medmnist(tmp_path):
+    _fakes.medmnist_npz(tmp_path / 'pneumoniamnist.npz', n=(8, 4, 5))
+    sp = get_splits('medmnist', root=tmp_path, flag='pneumoniamnist', img_size=28)
+    assert {k: len(v) for k, v in sp.items()} == {'train': 8, 'valid': 4, 'test': 5}
+    assert sp['train'].classes == ['normal', 'pneumonia']
+    check_item(sp['test'], 28)
+    arrs = _fakes.medmnist_npz(tmp_path / 'retinamnist_64.npz', size=64, channels=3, n_classes=5, seed=1)
+    r = get_dataset('medmnist', 'valid', root=tmp_path, flag='retinamnist', size=64, img_size=64)
+    assert len(r.classes) == 5
+    assert (r[1][0] * 255).round().byte().permute(1, 2, 0).numpy().tolist() == arrs['val_images'][1].tolist()
+    _fakes.medmnist_npz(tmp_path / 'chestmnist.npz', multilabel=14, seed=2)
+    c = get_dataset('medmnist', None, root=tmp_path, flag='chestmnist')
+    assert c.classes == ['no_finding', 'finding']
+
+def test_medmnist_errors(tmp_path, monkeypatch):
+    with pytest.raises(KeyError, match='unknown MedMNIST flag'): get_dataset('medmnist', root=tmp_path, flag='catmnist')
+    with pytest.raises(DataNotFound, match='dermamnist.npz.*download=True'): get_dataset('medmnist', root=tmp_path, flag='dermamnist')
+    np.savez(tmp_path / 'dermamnist.npz', train_images=np.zeros((2, 28, 28), np.uint8))
+    with pytest.raises(DataError, match='dermamnist.npz.*train_labels'): get_dataset('medmnist', root=tmp_path, flag='dermamnist')
+    import medmnist
+    def offline(*a, **k): raise OSError('[Errno -2] Name or service not known')
+    monkeypatch.setattr(medmnist, 'BloodMNIST', offline)
+    with pytest.raises(DataNotFound, match='impossible offline'):
+        get_dataset('medmnist', root=tmp_path, flag='bloodmnist', download=True)
+
+def test_lidc_orthogonal_slices(tmp_path):
+    arrs = _fakes.nodule3d_npz(tmp_path / 'nodulemnist3d.npz')
+    ds = get_dataset('lidc', 'train', root=tmp_path, img_size=28)
+    assert ds.classes == ['benign', 'malignant']
+    img = ds.raw(2); v = arrs['train_images'][2]
+    assert (img[..., 0] == v[14]).all() and (img[..., 1] == v[:, 14]).all() and (img[..., 2] == v[:, :, 14]).all()
+    check_item(ds, 28)
+
+def test_bad_names_and_roots(tmp_path):
+    with pytest.raises(KeyError, match='registered datasets'): get_dataset('imagenet')
+    with pytest.raises(DataNotFound, match='does not exist'): get_dataset('eye-diseases', root=tmp_path / 'nope')
+    with pytest.raises(DataNotFound, match='pass root='): get_dataset('eye-diseases')   # empty data_root (conftest)
+    with pytest.raises(ValueError, match='split must be'): get_dataset('synthetic', 'val')
+    with pytest.raises(KeyError, match='unknown setting'): get_settings(img_sise=3)
+
+@pytest.mark.parametrize('seed', range(5))
+def test_assign_splits_properties(seed):
+    rng = np.random.default_rng(seed)
+    groups = rng.integers(0, 40, 300); labels = rng.integers(0, 3, 300)
+    sp = assign_splits(labels, groups, [0.6, 0.2, 0.2], seed)
+    for g in np.unique(groups): assert len(set(sp[groups == g])) == 1
+    frac = pd.Series(sp).value_counts(normalize=True)
+    assert 0.4 < frac['train'] < 0.8 and set(frac.index) == set(SPLITS)
+    assert (sp == assign_splits(labels, groups, [0.6, 0.2, 0.2], seed)).all()
+
+def test_parse_value():
+    assert parse_value('2/255') == 2 / 255 and parse_value('a, b') == ['a', 'b'] and parse_value('off') is False
+
+def test_load_arrays_cache_atomic(tmp_path):
+    ds = get_dataset('synthetic', 'test', img_size=16)
+    x, y = load_arrays(ds, cache_dir=tmp_path, progress=False)
+    files = list(tmp_path.rglob('*'))
+    assert [f.suffix for f in files if f.is_file()] == ['.npz'] and x.dtype == np.uint8
+    assert x.shape == (len(ds), 16, 16, 3)
