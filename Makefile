@@ -6,13 +6,17 @@ PY    := $(VENV)/bin/python
 OUT   ?= out
 PYTHON ?= python3
 STAMP := $(VENV)/.installed-stamp
+DOCS  ?= _docs
+DOCS_PORT ?= 4200
 
-.PHONY: setup run test test-nb test-py clean-nbs export check-sync bench help
+.PHONY: setup run test test-nb test-py clean-nbs export check-sync bench help docs serve-docs
 
 help:
 	@echo "make run    - set up .venv and run the main job on the embedded synthetic data (writes $(OUT)/)"
 	@echo "make test   - set up .venv, run nbdev-test on every notebook, then pytest"
 	@echo "make bench  - benchmarks (use ../shared/data when present)"
+	@echo "make docs   - build the documentation site into $(DOCS)/ (nbdev-docs with Quarto, else nbdev + smalldocs)"
+	@echo "make serve-docs - build it, then serve it at http://127.0.0.1:$(DOCS_PORT)/"
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,3 +47,11 @@ clean-nbs: setup
 
 bench: setup
 	for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+# The documentation site, from the notebooks: `nbdev-docs` where `quarto` is on PATH, else nbdev's notebook
+# processing + the pure-Python renderer smalldocs (tools/docs.py). Output: a static folder, $(DOCS)/.
+docs: setup
+	$(PY) tools/docs.py build --out $(DOCS)
+
+serve-docs: docs
+	$(PY) tools/docs.py serve --dir $(DOCS) --port $(DOCS_PORT)
