@@ -173,7 +173,7 @@ def test_bad_inputs(arrays, lite, tmp_path):
         extract_features((x * 255, lab[:8]), extractor=lite, out=tmp_path / 'a', **KW)
     with pytest.raises(FeatureError, match='3×H×W'): extract_features([(torch.rand(1, 32, 32), 0)] * 4, extractor=lite, out=tmp_path / 'b', **KW)
     late = [(torch.rand(3, 32, 32), 0)] * 9 + [(torch.rand(3, 32, 32) + 1, 0)]
-    with pytest.raises(FeatureError, match=r'images 8..9: pixels in \[.*, 2\]'): extract_features(late, extractor=lite, out=tmp_path / 'g', **KW)
+    with pytest.raises(FeatureError, match=r'images 8..9: pixels in \[.*\]; expected \[0, 1\]'): extract_features(late, extractor=lite, out=tmp_path / 'g', **KW)
     mixed = [(torch.rand(3, 32, 32), 0)] * 3 + [(torch.rand(3, 40, 40), 0)]
     with pytest.raises(FeatureError, match='different shapes'): extract_features(mixed, extractor=lite, out=tmp_path / 'c', **KW)
     with pytest.raises(FeatureError, match='no images'): extract_features((x[:0], lab[:0]), extractor=lite, out=tmp_path / 'd', **KW)

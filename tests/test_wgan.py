@@ -1,0 +1,215 @@
+"The perturbation generators: budget, training, resuming after a kill, checkpoints, the attack registry, bad input."
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from drsn_tvl.data import get_splits, seed_everything, get_settings
+from drsn_tvl.wgan import (AdvGAN, ARCHS, GAN_VARIANTS, GANError, PerturbationGenerator, Critic, as_tensors, to_float,
+                           train_generator, find_generator, register_generator, gan_config, read_checkpoint, _TRAINED,
+                           model_fingerprint, margin_loss)
+from drsn_tvl.attacks import run_attack, list_attacks
+
+class TinyCNN(nn.Module):
+    def __init__(self, c=2, w=16):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(3, w, 3, 2, 1), nn.ReLU(), nn.Conv2d(w, 2 * w, 3, 2, 1), nn.ReLU(),
+                                 nn.Conv2d(2 * w, 2 * w, 3, 1, 1), nn.ReLU(), nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(2 * w, c))
+    def forward(self, x): return self.net((x - 0.5) / 0.25)
+
+SMALL = dict(eps=8/255, width=4, n_res=1, batch_size=32)
+WIDTH = {'wgan': 4, 'gan': 4, 'dcgan': 8}          # the DCGAN encoder-decoder has no skips: it needs more channels
+
+@pytest.fixture(scope='module', autouse=True)
+def _one_thread():
+    "Tiny networks: one thread is as fast, and avoids thread contention on a shared 2-core machine; restored after."
+    n = torch.get_num_threads(); torch.set_num_threads(1); yield; torch.set_num_threads(n)
+
+@pytest.fixture(scope='module')
+def setup():
+    sp = get_splits('synthetic', img_size=32)
+    (xtr, ytr), (xva, yva) = as_tensors((np.stack([sp['train'].raw(i) for i in range(len(sp['train']))]), sp['train'].labels)), \
+                             as_tensors((np.stack([sp['valid'].raw(i) for i in range(len(sp['valid']))]), sp['valid'].labels))
+    seed_everything(0); v = TinyCNN(); opt = torch.optim.Adam(v.parameters(), lr=3e-3); x = to_float(xtr)
+    for _ in range(30):
+        for idx in torch.randperm(len(x)).split(32):
+            loss = F.cross_entropy(v(x[idx]), ytr[idx]); opt.zero_grad(); loss.backward(); opt.step()
+    v.eval()
+    with torch.no_grad(): assert (v(to_float(xva)).argmax(1) == yva).float().mean() > 0.8
+    return v, (xtr, ytr), (xva, yva)
+
+@pytest.fixture(autouse=True)
+def _clear_memory():
+    _TRAINED.clear(); yield; _TRAINED.clear()
+
+def _same_state(a: dict, b: dict):
+    assert a.keys() == b.keys()
+    for k in a:
+        if torch.is_tensor(a[k]): assert torch.equal(a[k], b[k]), k
+        elif isinstance(a[k], dict): _same_state(a[k], b[k])
+        elif isinstance(a[k], list) and a[k] and isinstance(a[k][0], dict):
+            for x, y in zip(a[k], b[k]): _same_state(x, y)
+        else: assert a[k] == b[k], k
+
+@pytest.mark.parametrize('arch,size', [('advgan', 32), ('advgan', 48), ('dcgan', 32), ('dcgan', 64)])
+@pytest.mark.parametrize('eps', [1/255, 8/255])
+def test_perturbation_never_leaves_the_budget(arch, size, eps):
+    torch.manual_seed(0)
+    G = PerturbationGenerator(ARCHS[arch].generator(4, 1), eps, size)
+    with torch.no_grad():                                   # blow the raw output up: tanh must still bound it
+        for p in G.parameters(): p.mul_(50)
+    x = torch.rand(4, 3, size, size); x[0] = 0; x[1] = 1
+    d, xa = G(x), G.attack(x)
+    assert d.abs().max() <= eps * (1 + 1e-6) and d.abs().max() > 0.9 * eps
+    assert xa.min() >= 0 and xa.max() <= 1 and (xa - x).abs().max() <= eps * (1 + 1e-6)
+
+def test_variants_are_data():
+    assert {'wgan', 'gan', 'dcgan'} <= set(GAN_VARIANTS)
+    s = get_settings()
+    w, g, d = gan_config('wgan'), gan_config('gan'), gan_config('dcgan')
+    assert (w['loss'], g['loss'], d['loss']) == ('wgan_gp', 'bce', 'bce') and (w['arch'], g['arch'], d['arch']) == ('advgan', 'advgan', 'dcgan')
+    assert w['n_critic'] == s.wgan_n_critic and g['n_critic'] == s.gan_n_critic and w['betas'] == list(s.wgan_betas)
+    assert w['gp_weight'] == s.wgan_gp_weight and g['gp_weight'] == 0
+    def has_bn(m): return any(isinstance(l, nn.BatchNorm2d) for l in m.modules())
+    gw, gd = AdvGAN(nn.Linear(1, 1).eval(), 32, 'wgan'), AdvGAN(nn.Linear(1, 1).eval(), 32, 'dcgan')
+    assert not has_bn(gw.D) and not has_bn(gw.G) and has_bn(gd.D) and has_bn(gd.G)   # GP critic: no batch norm
+
+def test_settings_reach_the_config(monkeypatch):
+    monkeypatch.setenv('DRSN_TVL_WGAN_N_CRITIC', '3'); monkeypatch.setenv('DRSN_TVL_GEN_TV_WEIGHT', '0.5')
+    c = gan_config('wgan')
+    assert c['n_critic'] == 3 and c['tv_weight'] == 0.5
+    assert gan_config('wgan', n_critic=2)['n_critic'] == 2
+
+@pytest.mark.parametrize('variant', ['wgan', 'gan', 'dcgan'])
+def test_training_makes_an_attack(setup, variant):
+    victim, tr, va = setup
+    before = {k: v.clone() for k, v in victim.state_dict().items()}
+    flags = [p.requires_grad for p in victim.parameters()]
+    kw = dict(SMALL, width=WIDTH[variant])
+    untrained = AdvGAN(victim, 32, variant, **kw).evaluate(va)['success']
+    gan = AdvGAN(victim, 32, variant, **kw).fit(tr, va, epochs=4, progress=False)
+    h = gan.history
+    assert [r['epoch'] for r in h] == [1, 2, 3, 4] and gan.step == 4 * 7            # 210 images / 32 → 7 batches
+    for k in ('critic_gap', 'd_loss', 'g_loss', 'g_adv', 'g_gan', 'success', 'clean_acc', 'linf', 'l2'):
+        assert all(np.isfinite(r[k]) for r in h), k
+    assert h[-1]['success'] > untrained + 0.1                                          # it learned to attack
+    assert h[-1]['g_adv'] < h[0]['g_adv']
+    assert all(r['linf'] <= 8/255 + 1e-6 for r in h)
+    # critic steps per generator step: Adam's step counter of the critic
+    d_steps = int(next(iter(gan.opt_d.state.values()))['step'])
+    assert d_steps == gan.cfg['n_critic'] * gan.step
+    # the victim is untouched
+    assert all(torch.equal(before[k], v) for k, v in victim.state_dict().items())
+    assert [p.requires_grad for p in victim.parameters()] == flags
+
+class Kill(Exception): pass
+
+@pytest.mark.parametrize('variant,kill_at', [('wgan', 9), ('dcgan', 16)])
+def test_resume_after_kill_matches_uninterrupted(setup, variant, kill_at, tmp_path):
+    victim, tr, va = setup
+    kw = dict(SMALL, n_critic=2)
+    ref = train_generator(victim, tr, va, variant, epochs=3, cache=False, progress=False, **kw)
+    def killer(g):
+        if g.step == kill_at: raise Kill
+    with pytest.raises(Kill): train_generator(victim, tr, va, variant, epochs=3, progress=False, on_step=killer, **kw)
+    folder = next((Path(get_settings().cache_dir) / 'generators').glob(f'{variant}-*'))
+    saved = read_checkpoint(folder)                                                   # weights_only=True load
+    assert saved['epoch'] == kill_at // 7 and saved['step'] == 7 * (kill_at // 7)     # last finished epoch
+    assert not list(folder.glob('.*tmp*'))                                            # atomic writes left no temp file
+    _TRAINED.clear()
+    res = train_generator(victim, tr, va, variant, epochs=3, progress=False, **kw)
+    assert res.epoch == 3 and res.step == ref.step
+    _same_state(res.G.state_dict(), ref.G.state_dict()); _same_state(res.D.state_dict(), ref.D.state_dict())
+    _same_state(res.opt_g.state_dict(), ref.opt_g.state_dict())
+    for a, b in zip(res.history, ref.history):
+        assert {k: v for k, v in a.items() if k != 'time'} == {k: v for k, v in b.items() if k != 'time'}
+    meta = json.loads((folder / 'meta.json').read_text())
+    assert meta['done'] and meta['epoch'] == 3 and len(meta['history']) == 3
+    # a finished run is loaded, not retrained
+    again = train_generator(victim, tr, va, variant, epochs=3, progress=False, on_step=killer, **kw)
+    assert again.step == ref.step
+
+def test_registered_attacks(setup):
+    victim, tr, va = setup
+    assert {'wgan', 'gan', 'dcgan'} <= set(list_attacks())
+    with pytest.raises(FileNotFoundError, match='train_generator'): run_attack('gan', victim, to_float(va[0]), va[1], eps=8/255)
+    gan = train_generator(victim, tr, None, 'gan', epochs=1, progress=False, **SMALL)
+    xa, ok = run_attack('gan', victim, to_float(va[0]), va[1], eps=8/255)
+    xg, okg = gan.attack(va[0], va[1])
+    assert torch.allclose(xa, xg, atol=1e-6) and torch.equal(ok, okg)
+    with torch.no_grad(): assert torch.equal(ok, victim(xa).argmax(1) != va[1])
+    _TRAINED.clear()                                                                   # found on disk too
+    xa2, _ = run_attack('gan', victim, to_float(va[0]), va[1], eps=8/255)
+    assert torch.allclose(xa2, xa, atol=1e-6)
+    with pytest.raises(FileNotFoundError): run_attack('gan', victim, to_float(va[0]), va[1], eps=4/255)   # other budget
+    other = TinyCNN().eval()
+    with pytest.raises(FileNotFoundError): find_generator(other, 'gan', eps=8/255, img_size=32)       # other victim
+    register_generator(gan)
+    assert find_generator(victim, 'gan', eps=8/255, img_size=32) is gan
+
+def test_checkpoint_refuses_another_victim(setup, tmp_path):
+    victim, tr, va = setup
+    gan = AdvGAN(victim, 32, 'wgan', **SMALL); gan.save(tmp_path)
+    other = TinyCNN().eval()
+    with pytest.raises(GANError, match='victim'): AdvGAN.load(tmp_path, other)
+    assert AdvGAN.load(tmp_path, other, check_victim_fp=False).epoch == 0
+    with pytest.raises(GANError, match='config'): AdvGAN(victim, 32, 'wgan', **dict(SMALL, width=8)).load_state_dict(read_checkpoint(tmp_path))
+
+def test_bad_input(setup):
+    victim, tr, va = setup
+    for eps in (0, -2/255, 1.0):
+        with pytest.raises(GANError, match='eps'): AdvGAN(victim, 32, 'wgan', eps=eps)
+    with pytest.raises(ValueError, match='eps'): run_attack('wgan', victim, to_float(va[0]), va[1], eps=0)
+    victim.train()
+    try:
+        with pytest.raises(GANError, match=r'victim.eval\(\)'): AdvGAN(victim, 32, 'wgan')
+    finally: victim.eval()
+    gan = AdvGAN(victim, 32, 'wgan', **SMALL)
+    with pytest.raises(GANError, match='32×32'): gan.attack(torch.rand(2, 3, 64, 64))
+    with pytest.raises(GANError, match='32×32'): gan.fit((torch.rand(4, 3, 48, 48), torch.tensor([0, 1, 0, 1])), progress=False)
+    with pytest.raises(GANError, match='32×32'): gan.fit(tr, (torch.rand(4, 3, 16, 16), torch.tensor([0, 1, 0, 1])), progress=False)
+    with pytest.raises(GANError, match='multiple of 8'): AdvGAN(victim, 36, 'dcgan')
+    with pytest.raises(GANError, match=r'\[0,1\]'): gan.attack(torch.rand(2, 3, 32, 32) * 2)
+    with pytest.raises(GANError, match='integer labels'): gan.fit((tr[0], tr[1].float()), progress=False)
+    with pytest.raises(GANError, match='N×3×H×W'): gan.attack(torch.rand(2, 1, 32, 32))
+    with pytest.raises(KeyError, match='biggan'): AdvGAN(victim, 32, 'biggan')
+    victim.train()                                # a victim switched to train mode after training is refused too
+    try:
+        with pytest.raises(GANError, match=r'victim.eval\(\)'): gan.attack(va[0], va[1])
+    finally: victim.eval()
+
+def test_margin_loss_matches_definition():
+    torch.manual_seed(0)
+    z, y = torch.randn(50, 5), torch.randint(0, 5, (50,))
+    ref = torch.stack([z[i, y[i]] - max(z[i, j] for j in range(5) if j != y[i]) for i in range(50)])
+    assert torch.allclose(margin_loss(z, y, kappa=100, reduce=False), ref)
+    assert torch.allclose(margin_loss(z, y, kappa=0.5, reduce=False), ref.clamp(min=-0.5))
+
+def test_medical_dataset_input_and_auto_training_for_train_victim(monkeypatch):
+    "A victim from train_victim gets its generator trained on its own train split, on first use of the attack."
+    from drsn_tvl.attacks import train_victim, victim_splits
+    monkeypatch.setenv('DRSN_TVL_GEN_EPOCHS', '1'); monkeypatch.setenv('DRSN_TVL_GEN_WIDTH', '4')
+    monkeypatch.setenv('DRSN_TVL_GEN_RES_BLOCKS', '1')
+    victim = train_victim(dataset='synthetic', img_size=32, epochs=1, progress=False)
+    te = victim_splits(victim.meta['config'])['test']
+    x, y = as_tensors(te)
+    assert x.dtype == torch.uint8 and x.shape == (len(te), 3, 32, 32)
+    xa, ok = run_attack('dcgan', victim, to_float(x), y)
+    gen_dir = Path(get_settings().cache_dir) / 'generators'
+    meta = json.loads(next(gen_dir.glob('dcgan-*/meta.json')).read_text())
+    assert meta['done'] and meta['cfg']['width'] == 4 and meta['cfg']['eps'] == get_settings().eps and len(meta['history']) == 1
+    assert meta['victim_fp'] == model_fingerprint(victim)
+    assert (xa - to_float(x)).abs().max() <= get_settings().eps + 1e-6
+
+def test_initialisation_is_seeded_and_leaves_the_global_rng_alone():
+    v = nn.Linear(1, 1).eval()
+    torch.manual_seed(5); a = torch.rand(3)
+    torch.manual_seed(5); g1 = AdvGAN(v, 32, 'wgan', width=4, n_res=1); b = torch.rand(3)
+    assert torch.equal(a, b)
+    g2, g3 = AdvGAN(v, 32, 'wgan', width=4, n_res=1), AdvGAN(v, 32, 'wgan', width=4, n_res=1, seed=1)
+    w1, w2, w3 = (next(iter(g.G.parameters())) for g in (g1, g2, g3))
+    assert torch.equal(w1, w2) and not torch.equal(w1, w3)
