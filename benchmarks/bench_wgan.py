@@ -9,7 +9,7 @@ vs PGD's `pgd_steps` gradient steps, batch 32, same machine and thread count).
 Datasets: the embedded synthetic set always; the shared real subsets when found under --data-root
 ($DRSN_TVL_DATA_ROOT, default ../shared/data). Prints figures; asserts nothing.
     .venv/bin/python benchmarks/bench_wgan.py [--datasets synthetic:64,nih-chestxray14:64,eye-diseases:64]
-        [--variants wgan,gan,dcgan] [--epochs 10] [--max-train 0] [--max-test 400] [--threads 1] [--eps 2/255]
+        [--variants wgan,gan,dcgan] [--epochs 20] [--max-train 0] [--max-test 400] [--baselines fgsm,pgd] [--threads 1] [--eps 2/255]
 """
 import argparse, json, time
 import torch
@@ -41,6 +41,7 @@ def main():
     ap.add_argument('--epochs', type=int, default=None, help='generator epochs (default: gen_epochs setting)')
     ap.add_argument('--max-train', type=int, default=0, help='cap on generator training images (0: all)')
     ap.add_argument('--max-test', type=int, default=400)
+    ap.add_argument('--baselines', default='fgsm,pgd', help="reference attacks at the same budget ('' to skip)")
     ap.add_argument('--threads', type=int, default=None)
     ap.add_argument('--eps', default=None, help='L-inf budget, e.g. 2/255 (default: eps setting)')
     ap.add_argument('--data-root', default=None)
@@ -77,7 +78,7 @@ def main():
             print(f"   {attack:6s} clean acc {r['clean_acc']:.3f}  success {r['success']:.3f}  L∞ {r['linf']:.2f}  L2 {r['l2']:.2f} "
                   f"(grey levels)  train {secs_train:7.1f}s  attack {ips:8.1f} img/s", flush=True)
 
-        for atk in ('fgsm', 'pgd'):
+        for atk in [b for b in a.baselines.split(',') if b]:
             a_ = (torchattacks.FGSM(victim, eps=eps) if atk == 'fgsm' else
                   torchattacks.PGD(victim, eps=eps, alpha=s.pgd_alpha, steps=s.pgd_steps, random_start=True))
             torch.manual_seed(0)
