@@ -138,12 +138,12 @@ def test_registered_attacks(setup):
     assert {'wgan', 'gan', 'dcgan'} <= set(list_attacks())
     with pytest.raises(FileNotFoundError, match='train_generator'): run_attack('gan', victim, to_float(va[0]), va[1], eps=8/255)
     gan = train_generator(victim, tr, None, 'gan', epochs=1, progress=False, **SMALL)
-    xa, ok = run_attack('gan', victim, to_float(va[0]), va[1], eps=8/255)
+    xa, ok = run_attack('gan', victim, to_float(va[0]), va[1], eps=8/255, keep_grey=False)
     xg, okg = gan.attack(va[0], va[1])
     assert torch.allclose(xa, xg, atol=1e-6) and torch.equal(ok, okg)
     with torch.no_grad(): assert torch.equal(ok, victim(xa).argmax(1) != va[1])
     _TRAINED.clear()                                                                   # found on disk too
-    xa2, _ = run_attack('gan', victim, to_float(va[0]), va[1], eps=8/255)
+    xa2, _ = run_attack('gan', victim, to_float(va[0]), va[1], eps=8/255, keep_grey=False)
     assert torch.allclose(xa2, xa, atol=1e-6)
     with pytest.raises(FileNotFoundError): run_attack('gan', victim, to_float(va[0]), va[1], eps=4/255)   # other budget
     other = TinyCNN().eval()
