@@ -32,7 +32,8 @@ run: setup
 	$(VENV)/bin/drsn-tvl prepare --out $(OUT)
 
 test: setup
-	$(VENV)/bin/nbdev-test
+	# two notebooks run in parallel on a 2-core machine: one BLAS/torch thread each avoids thrashing
+	OMP_NUM_THREADS=1 $(VENV)/bin/nbdev-test
 	$(PY) -m pytest -q
 
 export: setup
