@@ -11,7 +11,7 @@ import argparse, os, statistics, time, warnings
 import torch
 import torchattacks
 
-from drsn_tvl.attacks import Victim, run_attack
+from drsn_tvl.attacks import GreyInput, Victim, run_attack
 
 DIRECT = {
     'fgsm': lambda m, p: torchattacks.FGSM(m, eps=p['eps']),
@@ -25,7 +25,7 @@ def main():
     ap.add_argument('--arch', default='tf_efficientnet_lite0'); ap.add_argument('--img-size', type=int, default=64)
     ap.add_argument('--batch', type=int, default=32); ap.add_argument('--repeats', type=int, default=3)
     ap.add_argument('--attacks', default='fgsm,pgd,cw,deepfool')
-    ap.add_argument('--grey', action='store_true', help='grey images (3 equal channels): the registry attacks through GreyInput')
+    ap.add_argument('--grey', action='store_true', help='grey images (3 equal channels); both sides attack through GreyInput')
     ap.add_argument('--cw-steps', type=int, default=10); ap.add_argument('--deepfool-steps', type=int, default=3)
     ap.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: torch\'s own choice)')
     a = ap.parse_args()
@@ -44,7 +44,7 @@ def main():
     for name in a.attacks.split(','):
         extra = dict(cw=dict(steps=a.cw_steps), deepfool=dict(steps=a.deepfool_steps)).get(name, {})
         p = get_attack(name).resolve(**extra)
-        direct = DIRECT[name](model, p)
+        direct = DIRECT[name](GreyInput(model).eval() if a.grey else model, p)   # grey: the same computation the registry does
         t = {'direct': [], 'reg': [], 'reg_raw': [], 'direct_ok': []}
         run_attack(name, model, x, y, **extra); direct(x, y)                  # warm-up
         for _ in range(a.repeats):
