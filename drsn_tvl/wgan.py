@@ -564,17 +564,17 @@ def generator_attack(variant: str, model: nn.Module, images: torch.Tensor, eps=N
     check_images(images, gan.img_size)
     with torch.no_grad(), _eval(gan.G): return gan.G.attack(images.to(gan.device)).to(images.device)
 
-@register_attack('wgan', 'Linf', 'generative (trained, white-box)', 'drsn_tvl', settings={'eps': 'eps'})
+@register_attack('wgan', 'Linf', 'generative (trained, white-box)', 'drsn_tvl', settings={'eps': 'eps'}, overwrite=True)
 def wgan_attack(model, images, labels, eps):
     "AdvGAN generator trained with a WGAN-GP critic (Eq. 2): one forward pass; trained on the victim's train split on first use."
     return generator_attack('wgan', model, images, eps)
 
-@register_attack('gan', 'Linf', 'generative (trained, white-box)', 'drsn_tvl', settings={'eps': 'eps'})
+@register_attack('gan', 'Linf', 'generative (trained, white-box)', 'drsn_tvl', settings={'eps': 'eps'}, overwrite=True)
 def gan_attack(model, images, labels, eps):
     "AdvGAN generator trained with the plain GAN loss (Eq. 1, BCE): one forward pass; trained on first use."
     return generator_attack('gan', model, images, eps)
 
-@register_attack('dcgan', 'Linf', 'generative (trained, white-box)', 'drsn_tvl', settings={'eps': 'eps'})
+@register_attack('dcgan', 'Linf', 'generative (trained, white-box)', 'drsn_tvl', settings={'eps': 'eps'}, overwrite=True)
 def dcgan_attack(model, images, labels, eps):
     "DCGAN generator and discriminator with the GAN loss (Eq. 1): one forward pass; trained on first use."
     return generator_attack('dcgan', model, images, eps)
