@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from drsn_tvl.data import get_splits, seed_everything, get_settings
-from drsn_tvl.wgan import (AdvGAN, ARCHS, GAN_VARIANTS, GANError, PerturbationGenerator, Critic, as_tensors, to_float,
+from drsn_tvl.wgan import (augment, AdvGAN, ARCHS, GAN_VARIANTS, GANError, PerturbationGenerator, Critic, as_tensors, to_float,
                            train_generator, find_generator, register_generator, gan_config, read_checkpoint, _TRAINED,
                            model_fingerprint, margin_loss)
 from drsn_tvl.attacks import run_attack, list_attacks
@@ -21,7 +21,7 @@ class TinyCNN(nn.Module):
                                  nn.Conv2d(2 * w, 2 * w, 3, 1, 1), nn.ReLU(), nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(2 * w, c))
     def forward(self, x): return self.net((x - 0.5) / 0.25)
 
-SMALL = dict(eps=8/255, width=4, n_res=1, batch_size=32)
+SMALL = dict(eps=8/255, width=4, n_res=1, batch_size=32, augment=False)   # 4 epochs: learning, not regularisation
 WIDTH = {'wgan': 4, 'gan': 4, 'dcgan': 8}          # the DCGAN encoder-decoder has no skips: it needs more channels
 
 @pytest.fixture(scope='module', autouse=True)
@@ -213,3 +213,36 @@ def test_initialisation_is_seeded_and_leaves_the_global_rng_alone():
     g2, g3 = AdvGAN(v, 32, 'wgan', width=4, n_res=1), AdvGAN(v, 32, 'wgan', width=4, n_res=1, seed=1)
     w1, w2, w3 = (next(iter(g.G.parameters())) for g in (g1, g2, g3))
     assert torch.equal(w1, w2) and not torch.equal(w1, w3)
+
+def test_grey_images_get_grey_perturbations(setup, monkeypatch):
+    "On grey training images the generator is trained for, and delivers, a perturbation equal in the three channels."
+    victim, tr, va = setup                                    # the synthetic phantoms are grey
+    g = train_generator(victim, tr, None, 'gan', epochs=1, progress=False, **SMALL)
+    assert g.cfg['grey'] is True and g.G.grey
+    d = g.perturb(va[0])
+    assert torch.equal(d[:, 0], d[:, 1]) and torch.equal(d[:, 1], d[:, 2]) and d.abs().max() > 0
+    xa, ok = run_attack('gan', victim, to_float(va[0]), va[1], eps=8/255)      # keep_grey's projection changes nothing
+    xg, okg = g.attack(va[0], va[1])
+    assert torch.allclose(xa, xg, atol=1e-6) and torch.equal(ok, okg)
+    colour = tr[0].clone(); colour[:, 0] //= 2
+    gc = train_generator(victim, (colour, tr[1]), None, 'gan', epochs=1, progress=False, **SMALL)
+    assert gc.cfg['grey'] is False and gc.folder != g.folder
+    dc = gc.perturb(colour[:8])
+    assert not torch.equal(dc[:, 0], dc[:, 1])
+    monkeypatch.setenv('DRSN_TVL_KEEP_GREY', 'false')
+    assert train_generator(victim, tr, None, 'gan', epochs=1, progress=False, **SMALL).cfg['grey'] is False
+
+def test_augment_is_a_seeded_flip_and_shift():
+    "`augment` keeps shape and pixel values, is reproducible from its generator, and moves at most H/16 pixels."
+    x = torch.rand(6, 3, 32, 32)
+    a1, a2 = (augment(x, torch.Generator().manual_seed(3)) for _ in range(2))
+    assert a1.shape == x.shape and torch.equal(a1, a2)
+    assert not torch.equal(a1, augment(x, torch.Generator().manual_seed(4)))
+    c = x[..., 2:-2, 2:-2]                                   # shift ≤ 2 px: the centre stays inside the image
+    for i in range(6):                                       # every output equals some flip/shift of its input
+        ok = False
+        for f in (x[i], x[i].flip(-1)):
+            for dy in range(-2, 3):
+                for dx in range(-2, 3):
+                    ok |= torch.equal(a1[i, :, 2:-2, 2:-2], f[:, 2 + dy:30 + dy, 2 + dx:30 + dx])
+        assert ok, i
