@@ -12,7 +12,7 @@ DOCS_PORT ?= 4200
 .PHONY: setup run test test-nb test-py clean-nbs export check-sync bench help docs serve-docs
 
 help:
-	@echo "make run    - set up .venv and run the main job on the embedded synthetic data (writes $(OUT)/)"
+	@echo "make run    - set up .venv and run the experiment (quick preset) on the embedded synthetic data (report in $(OUT)/)"
 	@echo "make test   - set up .venv, run nbdev-test on every notebook, then pytest"
 	@echo "make bench  - benchmarks (use ../shared/data when present)"
 	@echo "make docs   - build the documentation site into $(DOCS)/ (nbdev-docs with Quarto, else nbdev + smalldocs)"
@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 run: setup
-	$(VENV)/bin/drsn-tvl prepare --out $(OUT)
+	$(VENV)/bin/drsn-tvl run --preset quick --out $(OUT)
 
 test: setup
 	# two notebooks run in parallel on a 2-core machine: one BLAS/torch thread each avoids thrashing

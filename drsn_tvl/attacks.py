@@ -232,7 +232,7 @@ def train_victim(dataset=None, backbone=None, img_size=None, epochs=None, lr=Non
         atomic_write(js, lambda p: Path(p).write_text(json.dumps(meta, indent=1)))
     return model
 
-# %% ../nbs/03_attacks.ipynb #03b5da3e
+# %% ../nbs/03_attacks.ipynb #45b87870
 _RESERVED = ('model', 'images', 'labels', 'seed', 'n_classes')
 # range checks for common parameters: name -> (min, max); None = unbounded
 PARAM_RULES = {'eps': (0.0, 1.0), 'alpha': (0.0, 1.0), 'std': (0.0, None), 'steps': (0, None), 'restarts': (1, None),
@@ -249,6 +249,7 @@ class AttackSpec:
     settings: dict = field(default_factory=dict)
     doc: str = ''
     minimal: bool = False      # minimises the perturbation (no budget): may be scaled up to survive 8-bit rounding
+    token: Callable | None = None   # token(model, img_size, **params) -> str: trained state the attack uses (part of cache keys)
 
     def param_names(self) -> list:
         return [p for p in inspect.signature(self.fn).parameters if p not in _RESERVED]
@@ -284,7 +285,7 @@ class AttackSpec:
 ATTACKS: dict[str, AttackSpec] = {}
 
 def register_attack(name: str, norm: str = 'Linf', kind: str = 'white-box', source: str = 'drsn_tvl',
-                    settings: dict | None = None, minimal: bool = False, overwrite: bool = False):
+                    settings: dict | None = None, minimal: bool = False, overwrite: bool = False, token: Callable | None = None):
     "Decorator: register `fn(model, images, labels, **params) -> adversarial images` as attack `name` (public: other modules add entries)."
     def _inner(fn):
         old = ATTACKS.get(name)
@@ -296,7 +297,7 @@ def register_attack(name: str, norm: str = 'Linf', kind: str = 'white-box', sour
             raise TypeError(f"attack {name!r}: fn must take (model, images, labels, **params), got ({', '.join(params)})")
         bad = [p for p in (settings or {}) if p not in params]
         if bad: raise TypeError(f"attack {name!r}: settings map parameters {bad} that fn does not take")
-        ATTACKS[name] = AttackSpec(name, fn, norm, kind, source, dict(settings or {}), (fn.__doc__ or '').strip(), minimal)
+        ATTACKS[name] = AttackSpec(name, fn, norm, kind, source, dict(settings or {}), (fn.__doc__ or '').strip(), minimal, token)
         return fn
     return _inner
 
@@ -566,7 +567,7 @@ def _split_images(dataset, split, img_size, clahe_stage, root, data_root, n_max,
         pos = np.sort(np.random.default_rng([seed, 7]).permutation(len(y))[:n_max])
     return ds, torch.from_numpy(x[pos]).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(y[pos]), pos
 
-# %% ../nbs/03_attacks.ipynb #c1c496dd
+# %% ../nbs/03_attacks.ipynb #9e29cfcb
 def build_adversarial_set(victim: nn.Module, split: str = 'test', attacks=None, dataset=None, only_successful=None,
                           clahe_stage=None, img_size=None, n_max=None, params=None, seed=None, round_8bit=None,
                           fit_8bit=None, keep_grey=None, batch_size=None, chunk_size=None, root=None, data_root=None, cache_dir=None, progress=True,
@@ -618,7 +619,8 @@ def build_adversarial_set(victim: nn.Module, split: str = 'test', attacks=None, 
     chunks = [(i, min(i + cs, n)) for i in range(0, n, cs)]
     mb = master_bar(specs) if progress else specs
     for spec in mb:
-        akey = settings_hash(base, spec.name, resolved[spec.name], round_8bit, fit_8bit and spec.minimal, keep_grey, bs, cs)
+        tok = spec.token(victim, img_size, **resolved[spec.name]) if spec.token else ''   # e.g. which trained generator
+        akey = settings_hash(base, spec.name, resolved[spec.name], round_8bit, fit_8bit and spec.minimal, keep_grey, bs, cs, tok)
         adir = folder / f'{spec.name}-{akey}'
         parts = []
         it = progress_bar(list(enumerate(chunks)), parent=mb, leave=False) if progress else enumerate(chunks)

@@ -20,8 +20,8 @@ from .data import (DATASETS, get_settings, setting, seed_everything, atomic_writ
 __all__ = ['PAPER_TABLES', 'PARAMS', 'PRESETS', 'METRICS', 'paper_table', 'experiment_params', 'check_params', 'stage_victim',
            'stage_generators', 'stage_adversarial', 'extractor_for', 'stage_features', 'detection_data',
            'fit_and_score', 'summarise', 'caption', 'table_detectors', 'table_generators', 'table_backbones',
-           'table_unseen', 'plot_roc', 'plot_confusion', 'plot_eps_sweep', 'run_experiment', 'experiment_notebook',
-           'run_notebook', 'run_cmd']
+           'table_unseen', 'plot_roc', 'plot_confusion', 'plot_eps_sweep', 'write_report', 'run_experiment',
+           'experiment_notebook', 'run_name', 'run_notebook', 'run_cmd']
 
 # %% ../nbs/06_experiments.ipynb #f5a193e8
 _M = ['accuracy', 'precision', 'sensitivity', 'f1']
@@ -79,21 +79,22 @@ def paper_table(n: int) -> pd.DataFrame:
     df.index.name = f'Table {n} (paper, reported): {title}'
     return df
 
-# %% ../nbs/06_experiments.ipynb #8083aaa4
+# %% ../nbs/06_experiments.ipynb #ad405f54
 PARAMS = dict(
     dataset='synthetic', data_root=None, root=None, img_size=64, preset='quick',
     victim_backbone='tf_efficientnet_lite0', victim_epochs=2,
     attacks=['fgsm', 'pgd', 'noise'], eps=2 / 255, eps_sweep=[1 / 255, 2 / 255, 4 / 255, 8 / 255],
-    generators=['wgan', 'gan', 'dcgan'], gen_epochs=2, strong_attacks=['cw', 'deepfool', 'autoattack'],
+    generators=['wgan', 'gan', 'dcgan'], gen_epochs=2, gen_max_images=None, strong_attacks=['cw', 'deepfool', 'autoattack'],
     independent_attacks=['fgsm_ref', 'boundary'],
     backbone='tf_efficientnet_lite0', backbones=['tf_efficientnet_lite0', 'resnet18'], pool=0,
     detectors=['drsn_tvl', 'drsn', 'cnn', 'dnn', 'transformer'], detector_preset='tuned', epochs=15,
-    seeds=[0], max_images=96, max_images_strong=24, out_dir='out', ds_kwargs={})
+    seeds=[0], max_images=96, max_images_strong=24, attack_params={}, out_dir='out', ds_kwargs={})
 
 PRESETS = {
-    'quick': dict(),
-    'cpu': dict(img_size=128, victim_epochs=4, gen_epochs=5, max_images=400, max_images_strong=64, epochs=30, seeds=[0, 1, 2],
-                backbones=['tf_efficientnet_lite0', 'resnet18', 'mobilenetv2_100', 'densenet121']),
+    'quick': dict(gen_max_images=96, strong_attacks=['cw', 'autoattack'], independent_attacks=['fgsm_ref']),
+    'cpu': dict(img_size=64, victim_epochs=4, gen_epochs=3, gen_max_images=300, max_images=200, max_images_strong=32, epochs=20,
+                seeds=[0, 1, 2], strong_attacks=['cw', 'deepfool', 'autoattack'], independent_attacks=['fgsm_ref', 'boundary'],
+                attack_params={'boundary': {'steps': 200}}),
     'paper': dict(img_size=600, victim_backbone='efficientnet_b7', backbone='efficientnet_b7', victim_epochs=10, gen_epochs=20,
                   backbones=['efficientnet_b7', 'resnet50', 'densenet121', 'vgg16', 'inception_v3', 'mobilenetv2_100'],
                   detector_preset='paper', epochs=100, seeds=[0, 1, 2, 3, 4], max_images=None, max_images_strong=500),
@@ -108,7 +109,7 @@ def experiment_params(preset: str = 'quick', **overrides) -> dict:
     p.update({k: v for k, v in overrides.items() if v is not None})
     return p
 
-# %% ../nbs/06_experiments.ipynb #a49ce4fb
+# %% ../nbs/06_experiments.ipynb #83337d74
 def _registries():
     from drsn_tvl import attacks, features, model
     try: import drsn_tvl.wgan  # noqa: F401  (registers the wgan, gan and dcgan attacks)
@@ -128,10 +129,12 @@ def check_params(p: dict) -> dict:
     need('detectors', p['detectors'], DETECTORS)
     if not p['attacks'] and not p['generators']: raise ValueError("attacks and generators are both empty: nothing to detect")
     if not 0 < float(p['eps']) <= 1: raise ValueError(f"eps must lie in (0, 1], got {p['eps']}")
+    for a, kw in (p.get('attack_params') or {}).items():      # names and values of per-attack parameters
+        need('attack_params', a, ATTACKS); ATTACKS[a].resolve(**kw)
     if DATASETS[p['dataset']].needs_root: find_root(p['dataset'], p['root'], p['data_root'])   # raises with the expected layout
     return p
 
-# %% ../nbs/06_experiments.ipynb #d98effd5
+# %% ../nbs/06_experiments.ipynb #ac99733b
 def stage_victim(p):
     "The victim classifier of the run (cached by `train_victim`)."
     from drsn_tvl.attacks import train_victim
@@ -139,19 +142,25 @@ def stage_victim(p):
                         root=p['root'], data_root=p['data_root'], seed=p['seeds'][0], progress=False, **p['ds_kwargs'])
 
 def stage_generators(p, victim) -> dict:
-    "Train (or load from the cache) one generator per variant of p['generators'] against the victim, on its train split."
+    "Train (or load from the cache) one generator per variant of p['generators'] on the victim's train split (at most `gen_max_images`, seeded)."
     if not p['generators']: return {}
-    from drsn_tvl.wgan import train_generator
+    from drsn_tvl.wgan import train_generator, as_tensors
     from drsn_tvl.attacks import victim_splits
     sp = victim_splits(victim.meta['config'])
-    return {g: train_generator(victim, sp['train'], sp['valid'], g, epochs=p['gen_epochs'], eps=float(p['eps']), progress=False)
+    x, y = as_tensors(sp['train'], 'victim train split')
+    n = p.get('gen_max_images')
+    if n and n < len(y):
+        idx = torch.randperm(len(y), generator=torch.Generator().manual_seed(p['seeds'][0]))[:int(n)].sort().values
+        x, y = x[idx], y[idx]
+    return {g: train_generator(victim, (x, y), sp['valid'], g, epochs=p['gen_epochs'], eps=float(p['eps']), progress=False)
             for g in p['generators']}
 
 def stage_adversarial(p, victim, attacks, splits=SPLITS, eps=None, n_max=None):
     "Adversarial sets {split: AdversarialSet} of `attacks` at budget `eps` (default p['eps']) for the victim."
     from drsn_tvl.attacks import build_adversarial_set, get_attack
     eps = float(eps if eps is not None else p['eps'])
-    params = {a: {'eps': eps} for a in attacks if 'eps' in get_attack(a).defaults()}
+    params = {a: {**({'eps': eps} if 'eps' in get_attack(a).defaults() else {}), **p.get('attack_params', {}).get(a, {})}
+              for a in attacks}
     n_max = p['max_images'] if n_max is None else n_max
     return {s: build_adversarial_set(victim, s, attacks=list(attacks), params=params, n_max=n_max, seed=p['seeds'][0],
                                      progress=False) for s in splits}
@@ -315,7 +324,7 @@ def plot_eps_sweep(df, title=''):
     fig.suptitle(title, fontsize=9); fig.tight_layout()
     return fig
 
-# %% ../nbs/06_experiments.ipynb #f7dfcf3b
+# %% ../nbs/06_experiments.ipynb #681e0857
 def _save_table(out: Path, name: str, df: pd.DataFrame, cap: str):
     atomic_write(out / f'{name}.csv', lambda f: df.to_csv(f))
     atomic_write(out / f'{name}.md', lambda f: Path(f).write_text(f"**{name}**: {cap}\n\n{df.to_markdown()}\n"))
@@ -323,6 +332,14 @@ def _save_table(out: Path, name: str, df: pd.DataFrame, cap: str):
 def _save_fig(out: Path, name: str, fig):
     import matplotlib.pyplot as plt
     atomic_write(out / f'{name}.png', lambda f: fig.savefig(f, dpi=110, format='png')); plt.close(fig)
+
+def write_report(out: Path, p: dict, tables: dict, figs: list) -> Path:
+    "`report.md` in `out`: the run's parameters, every table (with its caption) and every figure, in run order."
+    parts = [f"# drsn_tvl experiment: {p['dataset']}, preset {p['preset']}\n",
+             "Parameters: " + ', '.join(f"`{k}={v}`" for k, v in p.items() if k != 'out_dir') + "\n"]
+    parts += [(out / f'{n}.md').read_text() for n in tables if (out / f'{n}.md').is_file()]
+    parts += [f"![{n}]({n}.png)\n" for n in figs]
+    return atomic_write(out / 'report.md', lambda f: Path(f).write_text('\n'.join(parts)))
 
 def run_experiment(preset='quick', show=None, **overrides) -> dict:
     "Run the experiment (`experiment_params(preset, **overrides)`), writing tables and figures to out_dir; returns the tables."
@@ -337,7 +354,9 @@ def run_experiment(preset='quick', show=None, **overrides) -> dict:
         if show:
             from IPython.display import display, Markdown
             display(Markdown(f"**{name}**: {cap}")); display(df)
+    figs = []
     def fig(name, f):
+        figs.append(name)
         if show:
             from IPython.display import display; display(f)
         _save_fig(out, name, f)
@@ -404,9 +423,11 @@ def run_experiment(preset='quick', show=None, **overrides) -> dict:
     emit('stage_seconds', pd.DataFrame([times]), 'wall-clock seconds per stage of this run (includes cache hits)')
     res = dict(params=p, tables={k: json.loads(v.reset_index().to_json(orient='records')) for k, v in tables.items()}, seconds=times)
     atomic_write(out / 'results.json', lambda f: Path(f).write_text(json.dumps(res, indent=1, default=str)))
+    write_report(out, p, tables, figs)
+    print(f"report: {out / 'report.md'} (tables as CSV/Markdown, figures as PNG in {out})")
     return tables
 
-# %% ../nbs/06_experiments.ipynb #7c109a8d
+# %% ../nbs/06_experiments.ipynb #4d62aacb
 def experiment_notebook() -> Path:
     "The experiment notebook shipped with the package."
     import importlib.util
@@ -415,23 +436,35 @@ def experiment_notebook() -> Path:
     return p
 
 def _parse_kv(pairs) -> dict:
+    "`-p KEY VALUE` pairs → typed parameters (lists for list parameters, JSON for `ds_kwargs`, `none` → None)."
     from drsn_tvl.data import parse_value
     out = {}
     for k, v in pairs or []:
         if k not in PARAMS: raise KeyError(f"unknown experiment parameter {k!r}; parameters: {', '.join(PARAMS)}")
-        val = parse_value(v)
-        if isinstance(PARAMS[k], list) and not isinstance(val, list): val = [val]
+        if isinstance(PARAMS[k], dict):
+            try: val = json.loads(v)
+            except json.JSONDecodeError: val = None
+            if not isinstance(val, dict): raise ValueError(f"{k}: expected a JSON object such as '{{\"flag\": \"retinamnist\"}}', got {v!r}")
+        elif str(v).lower() in ('none', 'null'): val = None
+        else:
+            val = parse_value(v)
+            if isinstance(PARAMS[k], list) and not isinstance(val, list): val = [val]
         out[k] = val
     return out
+
+def run_name(p: dict) -> str:
+    "Default output folder name of a run: dataset (+ MedMNIST flag) and preset."
+    flag = (p.get('ds_kwargs') or {}).get('flag')
+    return f"{p['dataset']}{'-' + flag if flag else ''}-{p['preset']}"
 
 def run_notebook(dataset='synthetic', preset='quick', out_dir=None, data_root=None, params=None, log_output=False) -> Path:
     "Execute the experiment notebook with papermill into `out_dir` (tables, figures, executed notebook); returns the notebook path."
     import papermill as pm
-    p = check_params(experiment_params(preset, dataset=dataset, data_root=data_root, out_dir=out_dir or f'out/{dataset}-{preset}', **(params or {})))
-    out = Path(p['out_dir']).resolve(); out.mkdir(parents=True, exist_ok=True)
+    p = check_params(experiment_params(preset, dataset=dataset, data_root=data_root, **(params or {})))
+    out = Path(out_dir or Path('out') / run_name(p)).resolve(); out.mkdir(parents=True, exist_ok=True)
     p['out_dir'] = str(out)
     nb = out / 'experiment.ipynb'
-    pm.execute_notebook(str(experiment_notebook()), str(nb), parameters=dict(params_json=json.dumps(p)), cwd=str(out),
+    pm.execute_notebook(str(experiment_notebook()), str(nb), parameters=p, cwd=str(out),
                         log_output=log_output, progress_bar=False, kernel_name='python3')
     return nb
 
@@ -443,4 +476,5 @@ def run_cmd(dataset='synthetic', data_root=None, preset='quick', out_dir=None, k
     "The `drsn-tvl run` command."
     t = time.time()
     nb = run_notebook(dataset, preset, out_dir, data_root, _parse_kv(kv), log_output=False)
-    print(f"report: {nb} ({time.time() - t:.0f} s); tables and figures in {nb.parent}")
+    print(f"report: {nb} ({time.time() - t:.0f} s)\ntables (CSV, Markdown) and figures (PNG): {nb.parent}\n"
+          f"summary: {nb.parent / 'report.md'}")

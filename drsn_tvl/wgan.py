@@ -27,7 +27,8 @@ __all__ = ['LOSSES', 'ARCHS', 'GAN_VARIANTS', 'CKPT_FORMAT', 'GANError', 'check_
            'gan_config', 'gan_variant_table', 'as_tensors', 'images_are_grey', 'grey_default', 'to_float',
            'model_fingerprint', 'data_fingerprint', 'round_to_8bit', 'frozen', 'AdvGAN', 'evaluate_attack', 'augment',
            'read_checkpoint', 'train_generator', 'find_generator', 'register_generator', 'generator_for',
-           'generator_attack', 'wgan_attack', 'gan_attack', 'dcgan_attack', 'plot_history', 'show_samples']
+           'generator_attack', 'generator_token', 'wgan_attack', 'gan_attack', 'dcgan_attack', 'plot_history',
+           'show_samples']
 
 # %% ../nbs/02_wgan.ipynb #c0e5f18d
 class GANError(ValueError):
@@ -560,7 +561,7 @@ def find_generator(victim: nn.Module, variant: str | None = None, eps=None, img_
     _TRAINED[(fp, variant, round(eps, 10), img_size)] = gan
     return gan
 
-# %% ../nbs/02_wgan.ipynb #40c6e2a1
+# %% ../nbs/02_wgan.ipynb #8b233074
 from .attacks import register_attack, GreyInput
 
 def register_generator(gan: AdvGAN) -> AdvGAN:
@@ -589,17 +590,24 @@ def generator_attack(variant: str, model: nn.Module, images: torch.Tensor, eps=N
     check_images(images, gan.img_size)
     with torch.no_grad(), _eval(gan.G): return gan.G.attack(images.to(gan.device)).to(images.device)
 
-@register_attack('wgan', 'Linf', 'generative (trained, white-box)', 'drsn_tvl', settings={'eps': 'eps'}, overwrite=True)
+def generator_token(variant: str) -> Callable:
+    "Cache token of a generator attack: the fingerprint of the generator's weights, so adversarial sets are rebuilt after retraining."
+    def token(model, img_size, eps):
+        if isinstance(model, GreyInput): model = model.model
+        return model_fingerprint(generator_for(model, variant, eps, img_size, progress=False).G)
+    return token
+
+@register_attack('wgan', 'Linf', 'generative (trained, white-box)', 'drsn_tvl', settings={'eps': 'eps'}, overwrite=True, token=generator_token('wgan'))
 def wgan_attack(model, images, labels, eps):
     "AdvGAN generator trained with a WGAN-GP critic (Eq. 2): one forward pass; trained on the victim's train split on first use."
     return generator_attack('wgan', model, images, eps)
 
-@register_attack('gan', 'Linf', 'generative (trained, white-box)', 'drsn_tvl', settings={'eps': 'eps'}, overwrite=True)
+@register_attack('gan', 'Linf', 'generative (trained, white-box)', 'drsn_tvl', settings={'eps': 'eps'}, overwrite=True, token=generator_token('gan'))
 def gan_attack(model, images, labels, eps):
     "AdvGAN generator trained with the plain GAN loss (Eq. 1, BCE): one forward pass; trained on first use."
     return generator_attack('gan', model, images, eps)
 
-@register_attack('dcgan', 'Linf', 'generative (trained, white-box)', 'drsn_tvl', settings={'eps': 'eps'}, overwrite=True)
+@register_attack('dcgan', 'Linf', 'generative (trained, white-box)', 'drsn_tvl', settings={'eps': 'eps'}, overwrite=True, token=generator_token('dcgan'))
 def dcgan_attack(model, images, labels, eps):
     "DCGAN generator and discriminator with the GAN loss (Eq. 1): one forward pass; trained on first use."
     return generator_attack('dcgan', model, images, eps)

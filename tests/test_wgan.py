@@ -246,3 +246,14 @@ def test_augment_is_a_seeded_flip_and_shift():
                 for dx in range(-2, 3):
                     ok |= torch.equal(a1[i, :, 2:-2, 2:-2], f[:, 2 + dy:30 + dy, 2 + dx:30 + dx])
         assert ok, i
+
+def test_adversarial_cache_key_follows_the_generator(setup):
+    "The registered attacks' cache token is the generator's weights: retraining it invalidates cached adversarial sets."
+    from drsn_tvl.attacks import get_attack
+    victim, tr, va = setup
+    tok = get_attack('gan').token
+    g1 = train_generator(victim, tr, None, 'gan', epochs=1, progress=False, **SMALL)
+    t1 = tok(victim, 32, eps=8/255)
+    g2 = train_generator(victim, tr, None, 'gan', epochs=2, progress=False, **SMALL)
+    t2 = tok(victim, 32, eps=8/255)
+    assert t1 == model_fingerprint(g1.G) and t2 == model_fingerprint(g2.G) and t1 != t2
