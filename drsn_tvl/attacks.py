@@ -184,11 +184,12 @@ def load_victim(path) -> Victim:
     m.source, m.meta = meta['weights_source'], meta
     return m.eval()
 
-# %% ../nbs/03_attacks.ipynb #8b440426
+# %% ../nbs/03_attacks.ipynb #f733d2fa
 def train_victim(dataset=None, backbone=None, img_size=None, epochs=None, lr=None, batch_size=None, freeze_epochs=None,
                  pretrained=None, weights=None, dropout=None, clahe_stage=None, seed=None, preset=None, root=None,
-                 data_root=None, cache_dir=None, cache=True, force=False, progress=True, **ds_kwargs) -> Victim:
-    "Fine-tune (or load from the cache) a `Victim` on `dataset` with fastai; `.meta` holds its config and test metrics."
+                 data_root=None, cache_dir=None, cache=True, force=False, progress=True, max_train: int | None = None,
+                 **ds_kwargs) -> Victim:
+    "Fine-tune (or load from the cache) a `Victim` on `dataset` with fastai (on at most `max_train` seeded training images); `.meta` holds its config and test metrics."
     from fastai.data.core import DataLoaders
     from fastai.learner import Learner
     from fastai.metrics import accuracy
@@ -197,6 +198,11 @@ def train_victim(dataset=None, backbone=None, img_size=None, epochs=None, lr=Non
                          clahe_stage, seed, preset, root, data_root, ds_kwargs)
     splits = victim_splits(cfg)
     arrays = {s: load_arrays(ds, cache_dir=cache_dir, progress=progress) for s, ds in splits.items()}
+    if max_train is not None and int(max_train) < 2: raise ValueError(f"max_train must be >= 2 (or None for all), got {max_train}")
+    if max_train and int(max_train) < len(arrays['train'][1]):         # a seeded subset; recorded in the config (and cache key)
+        keep = np.sort(np.random.default_rng(cfg['seed']).permutation(len(arrays['train'][1]))[:int(max_train)])
+        arrays['train'] = (arrays['train'][0][keep], arrays['train'][1][keep])
+        cfg['max_train'] = int(max_train)
     ident = {k: v for k, v in cfg.items() if k not in ('data_root', 'root', 'preset')}     # where the data was found is not what it is
     key = settings_hash('victim', ident, splits['train'].root,
                         {s: settings_hash(a[1].tolist(), splits[s].index['item'].astype(str).tolist()) for s, a in arrays.items()})

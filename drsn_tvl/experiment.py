@@ -79,10 +79,10 @@ def paper_table(n: int) -> pd.DataFrame:
     df.index.name = f'Table {n} (paper, reported): {title}'
     return df
 
-# %% ../nbs/06_experiments.ipynb #ad405f54
+# %% ../nbs/06_experiments.ipynb #4fcb86c1
 PARAMS = dict(
     dataset='synthetic', data_root=None, root=None, img_size=64, preset='quick',
-    victim_backbone='tf_efficientnet_lite0', victim_epochs=2,
+    victim_backbone='tf_efficientnet_lite0', victim_epochs=2, victim_max_images=None,
     attacks=['fgsm', 'pgd', 'noise'], eps=2 / 255, eps_sweep=[1 / 255, 2 / 255, 4 / 255, 8 / 255],
     generators=['wgan', 'gan', 'dcgan'], gen_epochs=2, gen_max_images=None, strong_attacks=['cw', 'deepfool', 'autoattack'],
     independent_attacks=['fgsm_ref', 'boundary'],
@@ -91,7 +91,8 @@ PARAMS = dict(
     seeds=[0], max_images=96, max_images_strong=24, attack_params={}, out_dir='out', ds_kwargs={})
 
 PRESETS = {
-    'quick': dict(gen_max_images=96, strong_attacks=['cw', 'autoattack'], independent_attacks=['fgsm_ref']),
+    'quick': dict(max_images=64, gen_max_images=64, epochs=10, strong_attacks=['cw', 'autoattack'], independent_attacks=['fgsm_ref'],
+                  attack_params={'cw': {'steps': 20}}),
     'cpu': dict(img_size=64, victim_epochs=4, gen_epochs=3, gen_max_images=300, max_images=200, max_images_strong=32, epochs=20,
                 seeds=[0, 1, 2], strong_attacks=['cw', 'deepfool', 'autoattack'], independent_attacks=['fgsm_ref', 'boundary'],
                 attack_params={'boundary': {'steps': 200}}),
@@ -134,12 +135,13 @@ def check_params(p: dict) -> dict:
     if DATASETS[p['dataset']].needs_root: find_root(p['dataset'], p['root'], p['data_root'])   # raises with the expected layout
     return p
 
-# %% ../nbs/06_experiments.ipynb #ac99733b
+# %% ../nbs/06_experiments.ipynb #8c2d4108
 def stage_victim(p):
     "The victim classifier of the run (cached by `train_victim`)."
     from drsn_tvl.attacks import train_victim
     return train_victim(p['dataset'], backbone=p['victim_backbone'], img_size=p['img_size'], epochs=p['victim_epochs'],
-                        root=p['root'], data_root=p['data_root'], seed=p['seeds'][0], progress=False, **p['ds_kwargs'])
+                        root=p['root'], data_root=p['data_root'], seed=p['seeds'][0], progress=False,
+                        max_train=p.get('victim_max_images'), **p['ds_kwargs'])
 
 def stage_generators(p, victim) -> dict:
     "Train (or load from the cache) one generator per variant of p['generators'] on the victim's train split (at most `gen_max_images`, seeded)."
@@ -324,7 +326,7 @@ def plot_eps_sweep(df, title=''):
     fig.suptitle(title, fontsize=9); fig.tight_layout()
     return fig
 
-# %% ../nbs/06_experiments.ipynb #681e0857
+# %% ../nbs/06_experiments.ipynb #6ccfaec6
 def _save_table(out: Path, name: str, df: pd.DataFrame, cap: str):
     atomic_write(out / f'{name}.csv', lambda f: df.to_csv(f))
     atomic_write(out / f'{name}.md', lambda f: Path(f).write_text(f"**{name}**: {cap}\n\n{df.to_markdown()}\n"))
@@ -363,7 +365,7 @@ def run_experiment(preset='quick', show=None, **overrides) -> dict:
 
     seed_everything(p['seeds'][0])
     victim = stage_victim(p); tick('victim')
-    vm = victim.meta.get('test_metrics', {}) if isinstance(getattr(victim, 'meta', None), dict) else {}
+    vm = victim.meta.get('test', {}) if isinstance(getattr(victim, 'meta', None), dict) else {}
     main = list(p['attacks']) + list(p['generators'])
     stage_generators(p, victim); tick('generator training')
     asets = stage_adversarial(p, victim, main); tick('attacks + generators')
@@ -374,15 +376,17 @@ def run_experiment(preset='quick', show=None, **overrides) -> dict:
     stats = stats.drop(columns=['path'], errors='ignore')
     emit('attack_stats', stats.set_index(['split', 'attack']).round(4),
          f"Victim {p['victim_backbone']} on {p['dataset']} at {p['img_size']} px; clean test accuracy "
-         f"{100 * vm.get('accuracy', float('nan')):.1f} %. Attack success on the correctly classified images, eps {p['eps'] * 255:.0f}/255")
+         f"{100 * vm.get('accuracy', float('nan')):.1f} %. Attack success on the correctly classified images (n per split in the table; "
+         f"at most {p['max_images']} images per split, {p['max_images_strong']} for the unseen attacks), eps {p['eps'] * 255:.0f}/255, "
+         f"attack seed {p['seeds'][0]}")
     fig('examples', __import__('drsn_tvl.attacks', fromlist=['plot_attacks']).plot_attacks(asets['test'], n=2))
 
     data = detection_data(p, asets, main); tick('features')
     t67, t8, t9, fitted, raw = table_detectors(p, data); tick('detectors')
     emit('table_6_7', t67, caption(p, data, 'Detection (clean vs adversarial) by detector, test split, in %'))
     emit('table_8', t8, caption(p, data, 'DRSN with (drsn_tvl) and without (drsn) the total-variation loss, in %'))
-    emit('table_9', t9, f"Parameters (M) and FLOPs (G, torch.utils.flop_counter, one feature map) of each detector on "
-                        f"{p['backbone']} features of shape {tuple(data['train'].x.shape[1:])}")
+    emit('table_9', t9, caption(p, data, f"Parameters (M) and FLOPs (G, torch.utils.flop_counter, one feature map) of each detector "
+                                          f"on features of shape {tuple(data['train'].x.shape[1:])}"))
     fig('roc', plot_roc(fitted, data['test'], f"{p['dataset']}: ROC on test (eps {p['eps'] * 255:.0f}/255)"))
     best = fitted['drsn_tvl'][0] if 'drsn_tvl' in fitted else next(iter(fitted.values()))[0]
     m_best = fitted['drsn_tvl'][1] if 'drsn_tvl' in fitted else next(iter(fitted.values()))[1]
@@ -403,8 +407,9 @@ def run_experiment(preset='quick', show=None, **overrides) -> dict:
     if unseen:
         for name, group in (('table_10', p['strong_attacks']), ('table_11', p['independent_attacks'])):
             if group: emit(name, table_unseen(p, best, test_unseen, group),
-                           f"{best.name} trained on {main}, scored on balanced clean vs unseen-attack test sets of at most "
-                           f"{p['max_images_strong']} images (eps {p['eps'] * 255:.0f}/255 for L∞ attacks); in %")
+                           caption(p, data, f"{best.name} (seed {p['seeds'][0]}) trained on {main}, scored on balanced clean vs "
+                                            f"unseen-attack test sets of at most {p['max_images_strong']} images (n per attack in the "
+                                            f"table; eps for L∞ attacks); in %"))
     tick('unseen tables')
     if p['eps_sweep']:
         rows = []
@@ -415,7 +420,9 @@ def run_experiment(preset='quick', show=None, **overrides) -> dict:
                 rows.append(dict(attack=a, eps_255=round(e * 255, 2), detected=r.get('tpr_at_fpr', np.nan) / 100,
                                  success_rate=sw.stats.set_index('attack').loc[a, 'success_rate']))
         sweep = pd.DataFrame(rows)
-        emit('eps_sweep', sweep.set_index(['attack', 'eps_255']).round(4), f"Detection by {best.name} (trained at eps {p['eps'] * 255:.0f}/255) against eps")
+        emit('eps_sweep', sweep.set_index(['attack', 'eps_255']).round(4),
+             caption(p, data, f"Detection (TPR at the 5 %-FPR threshold of valid) by {best.name} (seed {p['seeds'][0]}, trained at the "
+                              f"eps below) against the test attacks' eps 1-8/255"))
         fig('eps_sweep', plot_eps_sweep(sweep, f"{p['dataset']}: {best.name} vs eps"))
     tick('eps sweep')
     for n in (2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15):
@@ -427,7 +434,7 @@ def run_experiment(preset='quick', show=None, **overrides) -> dict:
     print(f"report: {out / 'report.md'} (tables as CSV/Markdown, figures as PNG in {out})")
     return tables
 
-# %% ../nbs/06_experiments.ipynb #4d62aacb
+# %% ../nbs/06_experiments.ipynb #9219ef3f
 def experiment_notebook() -> Path:
     "The experiment notebook shipped with the package."
     import importlib.util
@@ -461,6 +468,8 @@ def run_notebook(dataset='synthetic', preset='quick', out_dir=None, data_root=No
     "Execute the experiment notebook with papermill into `out_dir` (tables, figures, executed notebook); returns the notebook path."
     import papermill as pm
     p = check_params(experiment_params(preset, dataset=dataset, data_root=data_root, **(params or {})))
+    for k in ('data_root', 'root'):           # the notebook runs in the output folder: relative paths must not change meaning
+        if p[k]: p[k] = str(Path(p[k]).expanduser().resolve())
     out = Path(out_dir or Path('out') / run_name(p)).resolve(); out.mkdir(parents=True, exist_ok=True)
     p['out_dir'] = str(out)
     nb = out / 'experiment.ipynb'

@@ -294,6 +294,15 @@ def test_victim_seeded_and_keyed(victim, victim_dir, tmp_path):
     changed = train_victim(cache_dir=victim_dir, **{**SMALL, 'lr': 1e-3})
     assert changed.meta['key'] != victim.meta['key']
 
+def test_victim_max_train_is_a_keyed_seeded_subset(victim, victim_dir):
+    n_tr = victim.meta['n']['train']
+    sub = train_victim(cache_dir=victim_dir, max_train=n_tr - 5, **SMALL)
+    assert sub.meta['n']['train'] == n_tr - 5 and sub.meta['config']['max_train'] == n_tr - 5
+    assert sub.meta['key'] != victim.meta['key'] and sub.meta['n']['test'] == victim.meta['n']['test']
+    same = train_victim(cache_dir=victim_dir, max_train=n_tr + 100, **SMALL)     # a cap above the split size changes nothing
+    assert same.meta['key'] == victim.meta['key']
+    with pytest.raises(ValueError, match='max_train'): train_victim(cache_dir=victim_dir, max_train=1, **SMALL)
+
 def test_victim_config_errors_and_presets():
     cfg = A._victim_config(preset='paper')
     assert cfg['backbone'] == 'efficientnet_b7' and cfg['img_size'] == 224
