@@ -79,7 +79,7 @@ def paper_table(n: int) -> pd.DataFrame:
     df.index.name = f'Table {n} (paper, reported): {title}'
     return df
 
-# %% ../nbs/06_experiments.ipynb #4fcb86c1
+# %% ../nbs/06_experiments.ipynb #3cb14dee
 PARAMS = dict(
     dataset='synthetic', data_root=None, root=None, img_size=64, preset='quick',
     victim_backbone='tf_efficientnet_lite0', victim_epochs=2, victim_max_images=None,
@@ -88,14 +88,15 @@ PARAMS = dict(
     independent_attacks=['fgsm_ref', 'boundary'],
     backbone='tf_efficientnet_lite0', backbones=['tf_efficientnet_lite0', 'resnet18'], pool=0,
     detectors=['drsn_tvl', 'drsn', 'cnn', 'dnn', 'transformer'], detector_preset='tuned', epochs=15,
-    seeds=[0], max_images=96, max_images_strong=24, attack_params={}, out_dir='out', ds_kwargs={})
+    seeds=[0], max_images=96, max_images_strong=24, sweep_max_images=None, attack_params={}, out_dir='out', ds_kwargs={})
 
 PRESETS = {
     'quick': dict(max_images=64, gen_max_images=64, epochs=10, strong_attacks=['cw', 'autoattack'], independent_attacks=['fgsm_ref'],
                   attack_params={'cw': {'steps': 20}}),
-    'cpu': dict(img_size=64, victim_epochs=4, gen_epochs=3, gen_max_images=300, max_images=200, max_images_strong=32, epochs=20,
-                seeds=[0, 1, 2], strong_attacks=['cw', 'deepfool', 'autoattack'], independent_attacks=['fgsm_ref', 'boundary'],
-                attack_params={'boundary': {'steps': 200}}),
+    'cpu': dict(img_size=64, victim_epochs=4, victim_max_images=3000, gen_epochs=3, gen_max_images=200, max_images=150,
+                max_images_strong=32, sweep_max_images=64, epochs=15, seeds=[0, 1, 2], strong_attacks=['cw', 'deepfool', 'autoattack'],
+                independent_attacks=['fgsm_ref', 'boundary'],
+                attack_params={'boundary': {'steps': 100}, 'deepfool': {'steps': 10}, 'cw': {'steps': 30}}),
     'paper': dict(img_size=600, victim_backbone='efficientnet_b7', backbone='efficientnet_b7', victim_epochs=10, gen_epochs=20,
                   backbones=['efficientnet_b7', 'resnet50', 'densenet121', 'vgg16', 'inception_v3', 'mobilenetv2_100'],
                   detector_preset='paper', epochs=100, seeds=[0, 1, 2, 3, 4], max_images=None, max_images_strong=500),
@@ -326,7 +327,7 @@ def plot_eps_sweep(df, title=''):
     fig.suptitle(title, fontsize=9); fig.tight_layout()
     return fig
 
-# %% ../nbs/06_experiments.ipynb #6ccfaec6
+# %% ../nbs/06_experiments.ipynb #dbaa1594
 def _save_table(out: Path, name: str, df: pd.DataFrame, cap: str):
     atomic_write(out / f'{name}.csv', lambda f: df.to_csv(f))
     atomic_write(out / f'{name}.md', lambda f: Path(f).write_text(f"**{name}**: {cap}\n\n{df.to_markdown()}\n"))
@@ -414,7 +415,7 @@ def run_experiment(preset='quick', show=None, **overrides) -> dict:
     if p['eps_sweep']:
         rows = []
         for e in p['eps_sweep']:
-            sw = stage_adversarial(p, victim, list(p['attacks']), ('test',), eps=e)['test']
+            sw = stage_adversarial(p, victim, list(p['attacks']), ('test',), eps=e, n_max=p.get('sweep_max_images') or p['max_images'])['test']
             t = table_unseen(p, best, sw, list(p['attacks']))
             for a, r in t.iterrows():
                 rows.append(dict(attack=a, eps_255=round(e * 255, 2), detected=r.get('tpr_at_fpr', np.nan) / 100,

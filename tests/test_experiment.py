@@ -96,4 +96,4 @@ def test_tiny_run_end_to_end(tmp_path):
 def test_attack_params_are_checked():
     with pytest.raises(KeyError, match='attack_params'): check_params(experiment_params('quick', attack_params={'bondary': {'steps': 5}}))
     with pytest.raises(TypeError, match='no parameter'): check_params(experiment_params('quick', attack_params={'boundary': {'stps': 5}}))
-    assert check_params(experiment_params('cpu'))['attack_params'] == {'boundary': {'steps': 200}}
+    assert check_params(experiment_params('cpu'))['attack_params']['boundary'] == {'steps': 100}
