@@ -79,7 +79,7 @@ def paper_table(n: int) -> pd.DataFrame:
     df.index.name = f'Table {n} (paper, reported): {title}'
     return df
 
-# %% ../nbs/06_experiments.ipynb #3cb14dee
+# %% ../nbs/06_experiments.ipynb #4effcf48
 PARAMS = dict(
     dataset='synthetic', data_root=None, root=None, img_size=64, preset='quick',
     victim_backbone='tf_efficientnet_lite0', victim_epochs=2, victim_max_images=None,
@@ -88,13 +88,15 @@ PARAMS = dict(
     independent_attacks=['fgsm_ref', 'boundary'],
     backbone='tf_efficientnet_lite0', backbones=['tf_efficientnet_lite0', 'resnet18'], pool=0,
     detectors=['drsn_tvl', 'drsn', 'cnn', 'dnn', 'transformer'], detector_preset='tuned', epochs=15,
+    baselines=['kd_bu', 'lid', 'mahalanobis', 'mahalanobis_pp', 'squeeze', 'dfeat'], adaptive_max_images=8, adaptive_kinds=['pgd'],
+    adaptive_steps=10, adaptive_eps=[2 / 255, 4 / 255, 8 / 255],
     seeds=[0], max_images=96, max_images_strong=24, sweep_max_images=None, attack_params={}, out_dir='out', ds_kwargs={})
 
 PRESETS = {
     'quick': dict(max_images=64, gen_max_images=64, epochs=10, strong_attacks=['cw', 'autoattack'], independent_attacks=['fgsm_ref'],
                   attack_params={'cw': {'steps': 20}}),
     'cpu': dict(img_size=64, victim_epochs=4, victim_max_images=3000, gen_epochs=3, gen_max_images=200, max_images=150,
-                max_images_strong=32, sweep_max_images=64, epochs=15, seeds=[0, 1, 2], strong_attacks=['cw', 'deepfool', 'autoattack'],
+                max_images_strong=32, sweep_max_images=64, epochs=15, adaptive_max_images=24, seeds=[0, 1, 2], strong_attacks=['cw', 'deepfool', 'autoattack'],
                 independent_attacks=['fgsm_ref', 'boundary'],
                 attack_params={'boundary': {'steps': 100}, 'deepfool': {'steps': 10}, 'cw': {'steps': 30}}),
     'paper': dict(img_size=600, victim_backbone='efficientnet_b7', backbone='efficientnet_b7', victim_epochs=10, gen_epochs=20,
@@ -111,7 +113,7 @@ def experiment_params(preset: str = 'quick', **overrides) -> dict:
     p.update({k: v for k, v in overrides.items() if v is not None})
     return p
 
-# %% ../nbs/06_experiments.ipynb #83337d74
+# %% ../nbs/06_experiments.ipynb #d53b1388
 def _registries():
     from drsn_tvl import attacks, features, model
     try: import drsn_tvl.wgan  # noqa: F401  (registers the wgan, gan and dcgan attacks)
@@ -129,6 +131,11 @@ def check_params(p: dict) -> dict:
     for k in ('attacks', 'generators', 'strong_attacks', 'independent_attacks'): need(k, p[k], ATTACKS)
     need('backbone', p['backbone'], BACKBONES); need('backbones', p['backbones'], BACKBONES)
     need('detectors', p['detectors'], DETECTORS)
+    if p['baselines']:
+        import drsn_tvl.baselines  # noqa: F401  (registers the classic detectors)
+        need('baselines', p['baselines'], DETECTORS)
+    for k in p['adaptive_kinds']:
+        if k not in ('pgd', 'cw'): raise KeyError(f"adaptive_kinds: unknown value {k!r}; valid values: cw, pgd")
     if not p['attacks'] and not p['generators']: raise ValueError("attacks and generators are both empty: nothing to detect")
     if not 0 < float(p['eps']) <= 1: raise ValueError(f"eps must lie in (0, 1], got {p['eps']}")
     for a, kw in (p.get('attack_params') or {}).items():      # names and values of per-attack parameters
@@ -327,7 +334,7 @@ def plot_eps_sweep(df, title=''):
     fig.suptitle(title, fontsize=9); fig.tight_layout()
     return fig
 
-# %% ../nbs/06_experiments.ipynb #dbaa1594
+# %% ../nbs/06_experiments.ipynb #b3dc8509
 def _save_table(out: Path, name: str, df: pd.DataFrame, cap: str):
     atomic_write(out / f'{name}.csv', lambda f: df.to_csv(f))
     atomic_write(out / f'{name}.md', lambda f: Path(f).write_text(f"**{name}**: {cap}\n\n{df.to_markdown()}\n"))
@@ -412,6 +419,26 @@ def run_experiment(preset='quick', show=None, **overrides) -> dict:
                                             f"unseen-attack test sets of at most {p['max_images_strong']} images (n per attack in the "
                                             f"table; eps for L∞ attacks); in %"))
     tick('unseen tables')
+    if p['baselines']:                  # beyond the paper: classic detectors and a detector-aware attacker (07_baselines)
+        from drsn_tvl.baselines import classic_table, adaptive_table, plot_adaptive
+        fx = extractor_for(p)
+        ct, fitted_b = classic_table(victim, fx, asets, detectors=p['baselines'], fitted={best.name: best},
+                                     attacks=list(p['attacks']), seed=p['seeds'][0])
+        ct.columns = [f'{a} {m}' for a, m in ct.columns]
+        emit('table_beyond_static', (ct * 100).round(2),
+             caption(p, data, f"Not in the paper: classic detectors beside {best.name} (seed {p['seeds'][0]}) on the standard attacks "
+                              f"{list(p['attacks'])}: AUROC and TPR at the 5 %-FPR threshold of valid (and clean FPR), test split, in %"))
+        tick('classic detectors')
+        if p['adaptive_max_images']:
+            at = adaptive_table(victim, fx, fitted_b, asets['test'], eps_list=p['adaptive_eps'], kinds=tuple(p['adaptive_kinds']),
+                                steps=p['adaptive_steps'], seed=p['seeds'][0], n_max=p['adaptive_max_images'])
+            rates = ['attack_success', 'detected', 'evades_both', 'auroc', 'clean_fpr']
+            emit('table_beyond_adaptive', at.assign(**{c: (at[c] * 100).round(1) for c in rates}),
+                 caption(p, data, f"Not in the paper: static PGD vs the detector-aware attack ({p['adaptive_steps']} steps; victim loss + "
+                                  f"detector logit, BPDA through CLAHE/non-differentiable steps) on at most {p['adaptive_max_images']} "
+                                  f"correctly classified test images; rates in %, threshold at 5 % clean FPR on valid"))
+            fig('adaptive', plot_adaptive(at, f"{p['dataset']}: evades victim and detector"))
+        tick('adaptive attack')
     if p['eps_sweep']:
         rows = []
         for e in p['eps_sweep']:

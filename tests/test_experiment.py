@@ -17,12 +17,14 @@ def _one_thread():
 
 TINY = dict(img_size=32, max_images=16, max_images_strong=6, epochs=2, victim_epochs=1, gen_epochs=1, generators=['dcgan'],
             attacks=['fgsm', 'noise'], strong_attacks=['deepfool'], independent_attacks=['fgsm_ref'],
-            backbones=['tf_efficientnet_lite0'], eps_sweep=[2 / 255, 8 / 255], detectors=['drsn_tvl', 'dnn'])
+            backbones=['tf_efficientnet_lite0'], eps_sweep=[2 / 255, 8 / 255], detectors=['drsn_tvl', 'dnn'],
+            baselines=['mahalanobis', 'dfeat'], adaptive_max_images=4, adaptive_steps=3, adaptive_eps=[8 / 255])
 
 @pytest.mark.parametrize('key,value,valid', [
     ('dataset', 'chestxray', 'synthetic'), ('attacks', ['fgsm', 'pgdd'], 'pgd'), ('backbone', 'effnet', 'tf_efficientnet_lite0'),
     ('backbones', ['resnet18', 'resnet7'], 'resnet18'), ('detectors', ['drsn-tvl'], 'drsn_tvl'),
-    ('generators', ['wgan-gp'], 'wgan'), ('strong_attacks', ['autoatack'], 'autoattack')])
+    ('generators', ['wgan-gp'], 'wgan'), ('strong_attacks', ['autoatack'], 'autoattack'), ('baselines', ['lid', 'kd'], 'kd_bu'),
+    ('adaptive_kinds', ['fgsm'], 'pgd')])
 def test_bad_names_fail_fast_listing_valid_values(key, value, valid):
     with pytest.raises(KeyError) as e: check_params(experiment_params('quick', **{key: value}))
     msg = str(e.value)
@@ -78,7 +80,12 @@ def test_tiny_run_end_to_end(tmp_path):
     files = {p.name for p in out.iterdir()}
     for t in ('attack_stats', 'table_6_7', 'table_8', 'table_9', 'identify', 'table_2_3', 'table_10', 'table_11', 'eps_sweep', 'stage_seconds'):
         assert f'{t}.csv' in files and f'{t}.md' in files, t
-    for f in ('examples', 'roc', 'confusion', 'confusion_identify', 'eps_sweep'): assert f'{f}.png' in files, f
+    for f in ('examples', 'roc', 'confusion', 'confusion_identify', 'eps_sweep', 'adaptive'): assert f'{f}.png' in files, f
+    st = pd.read_csv(out / 'table_beyond_static.csv', index_col=0)
+    assert list(st.index) == ['drsn_tvl', 'mahalanobis', 'dfeat'] and 'all auroc' in st.columns
+    ad = pd.read_csv(out / 'table_beyond_adaptive.csv')
+    assert set(ad['attack']) == {'static pgd', 'adaptive pgd'} and set(ad['detector']) == {'drsn_tvl', 'mahalanobis', 'dfeat'}
+    assert ((ad['evades_both'] >= 0) & (ad['evades_both'] <= 100)).all()
     assert {'results.json', 'report.md', 'paper_table_6.csv'} <= files and not [f for f in files if '.tmp' in f]
     t67 = pd.read_csv(out / 'table_6_7.csv', index_col=0)
     assert list(t67.index) == ['drsn_tvl', 'dnn']

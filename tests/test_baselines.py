@@ -1,0 +1,212 @@
+"Tests of drsn_tvl.baselines: every classic detector on a tiny victim, saving, errors, squeezers, the forest, the adaptive attacker."
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from drsn_tvl.attacks import run_attack, to_8bit, train_victim, victim_splits
+from drsn_tvl.baselines import (BASELINES, ImageScorer, VictimMissing, adaptive_attack, adaptive_table, bit_depth, bpda,
+                                classic_table, median_filter, takes_images)
+from drsn_tvl.data import load_arrays
+from drsn_tvl.features import FeatureError, create_extractor
+from drsn_tvl.model import (create_detector, evaluate, fit_detector, image_feature_maps, load_detector, make_detection_set,
+                            save_detector)
+
+N = dict(train=80, valid=40, test=40)
+
+
+@pytest.fixture(scope='module', autouse=True)
+def _one_thread():
+    "Tiny models run faster on one thread, and two OpenMP threads per process thrash a shared 2-core machine."
+    n = torch.get_num_threads(); torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope='module')
+def world(tmp_path_factory):
+    "lite0 victim on the synthetic phantoms at 40 px, clean and noisy images per split, lite0 feature extractor."
+    cache = tmp_path_factory.mktemp('cache')
+    victim = train_victim('synthetic', img_size=40, epochs=3, lr=3e-3, cache_dir=cache, progress=False)
+    arrays = {s: load_arrays(ds, cache_dir=cache, progress=False) for s, ds in victim_splits(victim.meta['config']).items()}
+    xs = {s: torch.from_numpy(a[:N[s]]).permute(0, 3, 1, 2).float() / 255 for s, (a, _) in arrays.items()}
+    ys = {s: torch.from_numpy(l[:N[s]]) for s, (_, l) in arrays.items()}
+    g = torch.Generator().manual_seed(0)
+    noisy = {s: to_8bit((x[:, :1] + 0.2 * torch.randn(x[:, :1].shape, generator=g)).clamp(0, 1).expand_as(x)) for s, x in xs.items()}
+    fx = create_extractor('tf_efficientnet_lite0')
+    fm = lambda x: image_feature_maps(x, fx, 40, clahe=False)
+    img = {s: make_detection_set(xs[s], noisy[s], ['noise'] * len(xs[s])) for s in xs}
+    feat = {s: make_detection_set(fm(xs[s]), fm(noisy[s]), ['noise'] * len(xs[s])) for s in xs}
+    return dict(victim=victim, xs=xs, ys=ys, noisy=noisy, fx=fx, fm=fm, img=img, feat=feat, cache=cache)
+
+
+def fit(world, name, **kw):
+    sets = world['img'] if takes_images(name) else world['feat']
+    extra = dict(victim=world['victim']) if takes_images(name) else {}
+    return fit_detector(name, sets['train'], sets['valid'], seed=0, **extra, **kw), sets
+
+
+@pytest.fixture(scope='module')
+def fitted(world):
+    return {n: fit(world, n)[0] for n in BASELINES if n != 'squeeze'}
+
+
+# ---------------------------------------------------------------- detection of an obvious perturbation
+@pytest.mark.parametrize('name', [n for n in BASELINES if n != 'squeeze'])
+def test_baseline_separates_heavy_noise(world, fitted, name):
+    det = fitted[name]
+    sets = world['img'] if takes_images(name) else world['feat']
+    m = evaluate(det, sets['test'])
+    assert m['auroc'] > 0.9, (name, m['auroc'])
+    assert det.threshold is not None and m['fpr'] <= 0.35          # threshold from valid (40 images): near 5 % on test
+
+
+class Checker(nn.Module):
+    "A victim that reads a 2×2 checkerboard pattern: class 1 if the pattern is present, class 0 (margin 1 logit) otherwise."
+    def __init__(self, k=60.):
+        super().__init__()
+        self.k, self.head = k, nn.Linear(1, 2)
+        with torch.no_grad(): self.head.weight.copy_(torch.tensor([[0.], [1.]])); self.head.bias.copy_(torch.tensor([1., 0.]))
+    def forward(self, x):
+        cb = ((torch.arange(x.shape[-2])[:, None] + torch.arange(x.shape[-1])[None]) % 2 * 2 - 1).to(x)
+        return self.head(self.k * (x * cb).mean((1, 2, 3))[:, None])
+
+
+def test_squeeze_detects_what_squeezing_removes(world):
+    "Feature squeezing's mechanism: a perturbation the median filter removes flips the victim back; clean images barely move."
+    v = Checker()
+    xs = world['xs']
+    cb = ((torch.arange(40)[:, None] + torch.arange(40)[None]) % 2).float()
+    adv = {s: to_8bit((x + 16 / 255 * cb).clamp(0, 1)) for s, x in xs.items()}
+    with torch.no_grad(): assert (v(adv['test']).argmax(1) == 1).float().mean() > 0.9 and (v(xs['test']).argmax(1) == 0).all()
+    sets = {s: make_detection_set(xs[s], adv[s], ['checker'] * len(xs[s])) for s in xs}
+    det = fit_detector('squeeze', sets['train'], sets['valid'], victim=v, seed=0)
+    assert evaluate(det, sets['test'])['auroc'] > 0.9
+    # and the natural images of the noise set are not separated by this victim: squeezing is not a generic noise detector
+    with torch.no_grad(): assert det.distances(xs['test']).max() < 0.2
+
+
+def test_median_filter_and_bit_depth_match_references():
+    from scipy.ndimage import median_filter as scipy_median
+    x = torch.rand(2, 3, 9, 11, generator=torch.Generator().manual_seed(0))
+    for k in (2, 3):
+        ref = scipy_median(x.numpy(), size=(1, 1, k, k), mode='nearest')
+        assert np.allclose(median_filter(x, k).numpy(), ref)
+    xb = x.clone().requires_grad_(True)
+    y = bit_depth(xb, 3)
+    assert torch.allclose(y, (x * 7).round() / 7)
+    y.sum().backward()
+    assert torch.equal(xb.grad, torch.ones_like(x))                 # BPDA: identity gradient
+    z = bpda(lambda t: t * 0, xb)
+    assert torch.equal(z, torch.zeros_like(x))
+
+
+# ---------------------------------------------------------------- the forest
+def test_dfeat_equals_sklearn_and_soft_forest_has_gradients(world, fitted):
+    rf = fitted['dfeat']
+    f = world['feat']['test'].x
+    assert np.allclose(rf.predict_proba(f)[:, 1], rf._sk.predict_proba(f.mean((2, 3)).numpy())[:, 1], atol=1e-6)
+    x = f[:8].clone().requires_grad_(True)
+    s = rf.torch_score(x)
+    p_hard = torch.from_numpy(rf.p_adversarial(f[:8])).float()
+    assert torch.allclose(torch.sigmoid(s.detach()), p_hard.clamp(1e-6, 1 - 1e-6), atol=1e-5)    # value: the hard forest
+    s.sum().backward()
+    assert x.grad.abs().sum() > 0                                                                # gradient: the soft forest
+
+
+# ---------------------------------------------------------------- saving, attaching, errors
+@pytest.mark.parametrize('name', [n for n in BASELINES if n not in ('squeeze', 'mahalanobis_pp')])
+def test_save_load_round_trip(world, fitted, tmp_path, name):
+    det = fitted[name]
+    x = (world['img'] if takes_images(name) else world['feat'])['test'].x[:12]
+    blob = torch.load(save_detector(det, tmp_path / 'd.pt'), weights_only=True)     # tensors and plain values only
+    det2 = load_detector(tmp_path / 'd.pt')
+    if takes_images(name):
+        with pytest.raises(VictimMissing, match='attach'): det2.p_adversarial(x)
+        det2.attach(world['victim'])
+    assert np.allclose(det2.p_adversarial(x), det.p_adversarial(x), atol=1e-5)
+    assert det2.threshold == det.threshold and det2.kwargs == det.kwargs
+    assert 'format' in blob
+
+
+def test_attach_checks_the_victim(world, fitted, tmp_path):
+    other = Checker()
+    det2 = load_detector(save_detector(fitted['mahalanobis'], tmp_path / 'm.pt'))
+    with pytest.raises(ValueError, match='victim'): det2.attach(other)
+    det2.attach(world['victim'])                                                        # the right one is accepted
+
+
+def test_errors(world):
+    img = world['img']
+    with pytest.raises(VictimMissing, match='det.attach'): fit_detector('kd_bu', img['train'], img['valid'])
+    with pytest.raises(FeatureError, match='3×H×W'): create_detector('lid', (1280, 2, 2), ['clean', 'adversarial'])
+    with pytest.raises(FeatureError, match='binary'): create_detector('squeeze', (3, 40, 40), ['clean', 'fgsm', 'pgd'])
+    with pytest.raises(KeyError, match='unknown options'): create_detector('dfeat', (8, 1, 1), ['clean', 'adv'], depth=3)
+    with pytest.raises(ValueError, match='lid_k'): create_detector('lid', (3, 40, 40), ['clean', 'adv'], k=50, batch=20)
+    det = fit_detector('squeeze', img['train'], img['valid'], victim=world['victim'], seed=0)
+    with pytest.raises(FeatureError, match=r'\[0, 1\]'): det.p_adversarial(img['test'].x[:2] * 3)
+    with pytest.raises(FeatureError, match='expected feature maps of shape'): det.p_adversarial(torch.rand(2, 3, 32, 32))
+    with pytest.raises(ValueError, match='feature extractor'): ImageScorer(fit(world, 'dfeat')[0])
+    with pytest.raises(ValueError, match="kind"): adaptive_attack(world['victim'], ImageScorer(det), img['test'].x[:2], [0, 0], kind='fgsm')
+    with pytest.raises(KeyError, match='test'): classic_table(world['victim'], world['fx'], {'train': {}, 'valid': {}})
+
+
+# ---------------------------------------------------------------- reproducibility
+def test_seeded_reproducibility(world):
+    a, sets = fit(world, 'lid'); b, _ = fit(world, 'lid')
+    x = sets['test'].x[:10]
+    assert np.array_equal(a.p_adversarial(x), b.p_adversarial(x))
+    c, _ = fit(world, 'dfeat'); d, _ = fit(world, 'dfeat')
+    assert np.array_equal(c.p_adversarial(world['feat']['test'].x), d.p_adversarial(world['feat']['test'].x))
+    sc = ImageScorer(a)
+    xs, ys = world['xs']['test'][:6], world['ys']['test'][:6]
+    r1 = adaptive_attack(world['victim'], sc, xs, ys, eps=4 / 255, steps=3, seed=3)[0]
+    r2 = adaptive_attack(world['victim'], sc, xs, ys, eps=4 / 255, steps=3, seed=3)[0]
+    assert torch.equal(r1, r2)
+
+
+# ---------------------------------------------------------------- the adaptive attacker
+@pytest.fixture(scope='module')
+def drsn(world):
+    "DRSN-TVL on lite0 maps of clean vs FGSM 8/255 images (every image attacked)."
+    v, xs, ys, fm = world['victim'], world['xs'], world['ys'], world['fm']
+    adv = {s: run_attack('fgsm', v, xs[s], ys[s], eps=8 / 255)[0] for s in xs}
+    sets = {s: make_detection_set(fm(xs[s]), fm(adv[s]), ['fgsm'] * len(xs[s])) for s in xs}
+    return fit_detector('drsn_tvl', sets['train'], sets['valid'], arch=dict(stem=16, widths=[16]), preset='tuned', epochs=6,
+                        progress=False, seed=0)
+
+
+@pytest.mark.parametrize('which', ['drsn_tvl', 'mahalanobis'])
+@pytest.mark.parametrize('kind', ['pgd', 'cw'])
+def test_adaptive_attack_lowers_the_detector_score(world, fitted, drsn, which, kind):
+    v = world['victim']
+    det = drsn if which == 'drsn_tvl' else fitted[which]
+    sc = ImageScorer(det, world['fx'])
+    x, y = world['xs']['test'][:16], world['ys']['test'][:16]
+    with torch.no_grad(): ok = v(x).argmax(1) == y
+    x, y = x[ok], y[ok]
+    eps = 8 / 255
+    static, fooled_s = run_attack('pgd', v, x, y, eps=eps, alpha=2 / 255, steps=6)
+    adv, rec = adaptive_attack(v, sc, x, y, eps=eps, steps=6, kind=kind, seed=0)
+    assert (adv - x).abs().max() <= eps + 1e-6 and torch.equal(adv, to_8bit(adv))
+    with torch.no_grad():
+        assert torch.equal(rec['fooled'], v(adv).argmax(1) != y)
+        s_static = sc(static)
+        assert torch.allclose(rec['score'].float(), sc(adv).float(), atol=1e-4)
+    assert rec['score'].mean() < s_static.mean() - 0.5, (rec['score'].mean(), s_static.mean())
+    assert rec['evades'].float().mean() >= (fooled_s & sc.flagged(static).logical_not()).float().mean()
+    assert torch.equal(rec['evades'], rec['fooled'] & ~rec['flagged'])
+
+
+def test_report_functions(world, fitted, drsn):
+    xs = world['xs']
+    sets = {s: {'clean': xs[s], 'noise': world['noisy'][s]} for s in xs}
+    tab, dets = classic_table(world['victim'], world['fx'], sets, detectors=['dfeat', 'kd_bu'], fitted={'drsn_tvl': drsn})
+    assert list(tab.index) == ['drsn_tvl', 'dfeat', 'kd_bu'] and dets['drsn_tvl'] is drsn
+    assert tab[('noise', 'auroc')].loc[['dfeat', 'kd_bu']].min() > 0.9
+    df = adaptive_table(world['victim'], world['fx'], {'dfeat': dets['dfeat']}, xs['test'], world['ys']['test'],
+                        eps_list=[8 / 255], kinds=('pgd',), steps=3, n_max=8)
+    assert list(df.index.get_level_values('attack')) == ['static pgd', 'adaptive pgd']
+    assert ((df[['attack_success', 'evades_both', 'clean_fpr']] >= 0) & (df[['attack_success', 'evades_both', 'clean_fpr']] <= 1)).all().all()
+    assert (df.evades_both <= df.attack_success + 1e-9).all()
