@@ -79,7 +79,7 @@ def paper_table(n: int) -> pd.DataFrame:
     df.index.name = f'Table {n} (paper, reported): {title}'
     return df
 
-# %% ../nbs/06_experiments.ipynb #4effcf48
+# %% ../nbs/06_experiments.ipynb #ed7145ac
 PARAMS = dict(
     dataset='synthetic', data_root=None, root=None, img_size=64, preset='quick',
     victim_backbone='tf_efficientnet_lite0', victim_epochs=2, victim_max_images=None,
@@ -94,7 +94,7 @@ PARAMS = dict(
 
 PRESETS = {
     'quick': dict(max_images=64, gen_max_images=64, epochs=10, strong_attacks=['cw', 'autoattack'], independent_attacks=['fgsm_ref'],
-                  attack_params={'cw': {'steps': 20}}),
+                  attack_params={'cw': {'steps': 20}}, adaptive_max_images=4, adaptive_steps=5, adaptive_eps=[2 / 255, 8 / 255]),
     'cpu': dict(img_size=64, victim_epochs=4, victim_max_images=3000, gen_epochs=3, gen_max_images=200, max_images=150,
                 max_images_strong=32, sweep_max_images=64, epochs=15, adaptive_max_images=24, seeds=[0, 1, 2], strong_attacks=['cw', 'deepfool', 'autoattack'],
                 independent_attacks=['fgsm_ref', 'boundary'],
