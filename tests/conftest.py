@@ -15,3 +15,11 @@ def _isolated_settings(tmp_path, monkeypatch):
 def venv_bin():
     "Folder of the running interpreter's console scripts (.venv/bin)."
     return Path(sys.executable).parent
+
+@pytest.fixture(scope='session', autouse=True)
+def _one_torch_thread():
+    "Tiny models run faster on one intra-op thread; two OpenMP threads per process thrash a shared 2-core machine."
+    import torch
+    n = torch.get_num_threads(); torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -30,12 +30,6 @@ class Tiny(nn.Module):
         self.net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(128, c))
     def forward(self, x): return self.net(x)
 
-@pytest.fixture(scope='module', autouse=True)
-def _one_thread():
-    "Tiny models run faster on one thread, and two OpenMP threads per process thrash a shared 2-core machine."
-    n = torch.get_num_threads(); torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 def batch(c=3, n=6, seed=1):
     m = Tiny(c).eval()

@@ -16,12 +16,6 @@ from drsn_tvl.model import (create_detector, evaluate, fit_detector, image_featu
 N = dict(train=80, valid=40, test=40)
 
 
-@pytest.fixture(scope='module', autouse=True)
-def _one_thread():
-    "Tiny models run faster on one thread, and two OpenMP threads per process thrash a shared 2-core machine."
-    n = torch.get_num_threads(); torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope='module')

@@ -9,11 +9,6 @@ import torch
 from drsn_tvl.experiment import (PARAMS, PRESETS, experiment_params, check_params, run_experiment, run_name, _parse_kv,
                                  experiment_notebook, paper_table)
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads(); torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 TINY = dict(img_size=32, max_images=16, max_images_strong=6, epochs=2, victim_epochs=1, gen_epochs=1, generators=['dcgan'],
             attacks=['fgsm', 'noise'], strong_attacks=['deepfool'], independent_attacks=['fgsm_ref'],

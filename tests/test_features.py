@@ -15,12 +15,6 @@ from drsn_tvl.features import (BACKBONES, CacheMismatch, CorruptCache, FeatureEr
 KW = dict(batch_size=8, shard_size=16, progress=False)
 
 
-@pytest.fixture(scope='module', autouse=True)
-def one_thread():
-    "Tiny tensors: one intra-op thread avoids OpenMP barrier waits on a shared CPU (5x faster here)."
-    n = torch.get_num_threads(); torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope='module')

@@ -13,12 +13,6 @@ from drsn_tvl.model import (DETECTORS, DRSN, DNN, Detector, DetectionSet, Featur
 
 SMALL = dict(stem=8, widths=[8, 8])
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    "The networks here are tiny: one thread is as fast, and avoids OpenMP spin-waiting on a busy 2-core machine."
-    n = torch.get_num_threads(); torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 def toy(n, c=8, h=4, w=4, seed=0, shift=1.0):
     "Clean smooth maps vs maps with high-frequency noise and a mean shift in half the channels (easy for every detector)."

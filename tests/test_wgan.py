@@ -24,10 +24,6 @@ class TinyCNN(nn.Module):
 SMALL = dict(eps=8/255, width=4, n_res=1, batch_size=32, augment=False)   # 4 epochs: learning, not regularisation
 WIDTH = {'wgan': 4, 'gan': 4, 'dcgan': 8}          # the DCGAN encoder-decoder has no skips: it needs more channels
 
-@pytest.fixture(scope='module', autouse=True)
-def _one_thread():
-    "Tiny networks: one thread is as fast, and avoids thread contention on a shared 2-core machine; restored after."
-    n = torch.get_num_threads(); torch.set_num_threads(1); yield; torch.set_num_threads(n)
 
 @pytest.fixture(scope='module')
 def setup():
