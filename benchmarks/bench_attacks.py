@@ -11,7 +11,8 @@ import argparse, os, statistics, time, warnings
 import torch
 import torchattacks
 
-from drsn_tvl.attacks import GreyInput, Victim, run_attack
+from drsn_tvl.attacks import GreyInput, run_attack
+from drsn_tvl.victim import Victim
 
 DIRECT = {
     'fgsm': lambda m, p: torchattacks.FGSM(m, eps=p['eps']),

@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from drsn_tvl.attacks import train_victim, build_adversarial_set
+from drsn_tvl.victim import train_victim
+from drsn_tvl.attacks import build_adversarial_set
 from drsn_tvl.baselines import classic_table, adaptive_table, BASELINES
 from drsn_tvl.features import create_extractor
 from drsn_tvl.model import make_detection_set, fit_detector, image_feature_maps

@@ -7,7 +7,8 @@ else the embedded synthetic phantoms. Prints figures; asserts nothing.
 import argparse, time
 import numpy as np
 import cv2
-from drsn_tvl.data import get_dataset, get_settings, read_image, resize, DATASETS, find_root
+from drsn_tvl.data import get_dataset, read_image, resize, DATASETS, find_root
+from drsn_tvl.core import get_settings
 from drsn_tvl.clahe import CLAHE
 
 def timed(fn, n, reps=3):

@@ -25,7 +25,8 @@ NIH_N = 112_120
 
 def images(n, size):
     "n uint8 RGB images at size px: real eye-diseases images when present, else synthetic phantoms."
-    from drsn_tvl.data import get_dataset, DataNotFound
+    from drsn_tvl.data import get_dataset
+    from drsn_tvl.core import DataNotFound
     try: ds, what = get_dataset('eye-diseases', None, img_size=size), 'eye-diseases (real)'
     except (DataNotFound, FileNotFoundError):
         ds, what = get_dataset('synthetic', None, img_size=size), 'synthetic'

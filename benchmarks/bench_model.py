@@ -1,16 +1,16 @@
 """DRSN-TVL against its baselines on real feature maps: detection accuracy, AUROC, TPR at 5 % FPR, speed.
 
 The whole pipeline runs through the library, cached in `cache_dir` (a rerun recomputes only what changed):
-1. images: a real dataset from `../shared/data` (default eye-diseases, 128 px), CLAHE before the attack (DESIGN.md);
+1. images: a real dataset from `../shared/data` (default eye-diseases, 128 px), CLAHE before the attack (the threat model);
 2. victim: `drsn_tvl.attacks.train_victim` (tf_efficientnet_lite0, shipped ImageNet weights, the settings' epochs);
 3. adversarial sets: `build_adversarial_sets` with FGSM and PGD at eps = 2/255 (the `eps` setting) and Gaussian noise
    (std = the `noise_std` setting, 8/255), rounded to the 8-bit grid; FGSM/PGD keep only successful examples of
    correctly classified images; noise keeps every noisy image (it is a random perturbation, rarely "successful");
 4. features: `drsn_tvl.features.extract_features` with the frozen ImageNet tf_efficientnet_lite0 (1280×4×4 at 128 px),
-   the backbone of DESIGN.md's anchor;
+   the backbone of the logistic-regression reference point;
 5. the `detect` task (balanced, attacks assigned round-robin) on each split; every registered neural detector is
    trained on the same splits with the same budget, for each preset and seed; DRSN-TVL also at a second tv_weight;
-6. the DESIGN.md anchor: logistic regression on the pooled feature vectors, on the mixed set and per attack.
+6. the reference point: logistic regression on the pooled feature vectors, on the mixed set and per attack.
 
 Prints figures (mean ± std over seeds); asserts nothing.
 
@@ -23,11 +23,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from drsn_tvl.data import get_settings
-from drsn_tvl.attacks import train_victim, build_adversarial_set
+from drsn_tvl.core import get_settings
+from drsn_tvl.victim import train_victim
+from drsn_tvl.attacks import build_adversarial_set
 from drsn_tvl.features import extract_features
-from drsn_tvl.model import (make_detection_set, fit_detector, evaluate, list_detectors, DETECTORS,
-                            detection_metrics, threshold_at_fpr)
+from drsn_tvl.model import make_detection_set, fit_detector, evaluate, list_detectors, DETECTORS, detection_metrics, threshold_at_fpr
 
 ATTACKS = ('fgsm', 'pgd', 'noise')
 
@@ -62,7 +62,7 @@ def split_sets(aset):
     return mixed, per, vec, src
 
 def logreg_anchor(vtr, ytr, vva, yva, vte, yte):
-    "DESIGN.md's anchor: standardised pooled features → logistic regression; accuracy, AUROC, TPR at 5 % FPR (threshold on valid)."
+    "The reference point: standardised pooled features → logistic regression; accuracy, AUROC, TPR at 5 % FPR (threshold on valid)."
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -110,7 +110,7 @@ def main():
         log(f"{split}: features ({src}) {tuple(sets[split].x.shape)}; mixed rows per attack "
             f"{sets[split].counts().sum(1).to_dict()}; dropped clean {sets[split].n_dropped} [{time.time() - t0:.0f} s]")
 
-    print("\n## DESIGN.md anchor: logistic regression on pooled lite0 features (deterministic)")
+    print("\n## reference point: logistic regression on pooled lite0 features (deterministic)")
     for k in ('mixed',) + ATTACKS:
         tr = sets['train'] if k == 'mixed' else per['train'][k]
         va = sets['valid'] if k == 'mixed' else per['valid'][k]

@@ -11,8 +11,8 @@ import argparse, os, time, warnings
 
 import torch
 
-from drsn_tvl.attacks import train_victim
-from drsn_tvl.data import get_settings
+from drsn_tvl.victim import train_victim
+from drsn_tvl.core import get_settings
 
 PNEU = 'MedMNIST v2 ResNet-18 (28): 85.4 %'
 RUNS = {   # name: (dataset, img_size, dataset kwargs, training overrides of the settings, reference)

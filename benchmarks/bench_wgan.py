@@ -14,8 +14,9 @@ Datasets: the embedded synthetic set always; the shared real subsets when found 
 import argparse, json, time
 import torch
 
-from drsn_tvl.data import get_settings, parse_value, find_root
-from drsn_tvl.attacks import train_victim, victim_splits
+from drsn_tvl.core import get_settings, parse_value
+from drsn_tvl.data import find_root
+from drsn_tvl.victim import train_victim, victim_splits
 from drsn_tvl.wgan import train_generator, as_tensors, evaluate_attack, round_to_8bit, to_float
 
 def subset(x, y, n, seed=0):

@@ -9,10 +9,13 @@ import torchattacks
 from torch import nn
 
 import drsn_tvl.attacks as A
-from drsn_tvl.attacks import (ATTACKS, AttackError, TwoLogits, autoattack_components, build_adversarial_set,
-                              build_adversarial_sets, check_logits, get_attack, list_attacks, load_victim,
-                              perturbation_norms, register_attack, run_attack, to_8bit, train_victim)
-from drsn_tvl.data import get_dataset, get_settings, main
+import drsn_tvl.victim as V
+from drsn_tvl.attacks import ATTACKS, TwoLogits, autoattack_components, build_adversarial_set, build_adversarial_sets, check_logits, get_attack, list_attacks, perturbation_norms, register_attack, run_attack
+from drsn_tvl.core import AttackError, to_8bit
+from drsn_tvl.victim import load_victim, train_victim
+from drsn_tvl.data import get_dataset
+from drsn_tvl.core import get_settings
+from drsn_tvl.cli import main
 from drsn_tvl.clahe import CLAHE
 
 PAPER = {'fgsm', 'pgd', 'noise', 'noise_visible'}
@@ -99,9 +102,11 @@ def test_seeded_and_rng_untouched():
 
 def test_noise_restarts_keep_fooling_draws():
     m, x, y = batch(n=16)
-    one = run_attack('noise', m, x, y, std=0.2, restarts=1, seed=0, round_8bit=False)[1]
-    many = run_attack('noise', m, x, y, std=0.2, restarts=8, seed=0, round_8bit=False)[1]
-    assert many.sum() >= one.sum() and many.sum() > 0
+    a1, one = run_attack('noise', m, x, y, std=0.2, restarts=1, seed=0, round_8bit=False)
+    a8, many = run_attack('noise', m, x, y, std=0.2, restarts=8, seed=0, round_8bit=False)
+    assert many[one].all() and torch.equal(a8[one], a1[one])      # a first draw that fooled is the one kept
+    later = many & ~one                                            # fooled only by a later draw: not the first one kept
+    assert many.sum() > 0 and (a8[later] != a1[later]).flatten(1).any(1).all()
 
 def test_attacks_leave_the_model_untouched():
     "Eval mode survives (torchattacks restores the mode of the module it was given) and BatchNorm statistics are not updated."
@@ -217,6 +222,28 @@ def test_rounding_rechecks_success():
     finally:
         ATTACKS.pop('_nudge')
 
+# ---------------------------------------------------------------- one configuration
+def test_attack_config_is_built_once_and_passed_down(monkeypatch):
+    s = get_settings()
+    cfg = A.AttackConfig.from_settings()
+    assert (cfg.eps, cfg.pgd_steps, cfg.attacks, cfg.attack_chunk_size) == (s.eps, s.pgd_steps, tuple(s.attacks), s.attack_chunk_size)
+    assert get_attack('pgd').resolve(cfg) == dict(eps=s.eps, alpha=s.pgd_alpha, steps=s.pgd_steps, random_start=s.pgd_random_start)
+    m, x, y = batch()
+    via_cfg = run_attack('fgsm', m, x, y, cfg=cfg.replace(eps=0.05, round_8bit=False))
+    via_kw = run_attack('fgsm', m, x, y, eps=0.05, round_8bit=False)
+    assert torch.equal(via_cfg[0], via_kw[0]) and torch.equal(via_cfg[1], via_kw[1])
+    assert torch.equal(run_attack('fgsm', m, x, y, cfg=cfg.replace(round_8bit=False), round_8bit=True)[0],
+                       run_attack('fgsm', m, x, y)[0])                                 # keywords win over cfg
+    assert 'eps=0.03137' in A.attack_table(cfg.replace(eps=8 / 255)).set_index('name').loc['fgsm', 'params']
+    with pytest.raises(ValueError, match='attack_batch_size'): A.AttackConfig.from_settings(attack_batch_size=0)
+    with pytest.raises(ValueError, match=r'\[attack\] pgd_steps'): A.AttackConfig.from_settings(pgd_steps='many')
+    with pytest.raises(KeyError, match='epsilon'): A.AttackConfig.from_settings(epsilon=0.1)
+    # below the entry point nothing reads the settings: a broken reader is never called once cfg is given
+    import drsn_tvl.core as core
+    monkeypatch.setattr(core, 'get_settings', lambda *a, **k: pytest.fail('settings read below an entry point'))
+    monkeypatch.setattr(A.AttackConfig, 'from_settings', classmethod(lambda *a, **k: pytest.fail('config built twice')))
+    assert torch.equal(run_attack('fgsm', m, x, y, cfg=cfg.replace(eps=0.05, round_8bit=False))[0], via_kw[0])
+
 # ---------------------------------------------------------------- registering from another module
 def test_register_attack_from_outside():
     def shift(model, images, labels, amount=0.1, seed=0):
@@ -226,6 +253,7 @@ def test_register_attack_from_outside():
     try:
         register_attack('_shift', norm='none', kind='test', source='some_other_module', settings={'amount': 'noise_std'})(shift)
         assert '_shift' in list_attacks() and get_attack('_shift').defaults() == {'amount': get_settings().noise_std}
+        assert get_attack('_shift').defaults(A.AttackConfig.from_settings(noise_std=0.3)) == {'amount': 0.3}   # from a passed config
         m, x, y = batch()
         adv, ok = ATTACKS['_shift'](m, x, y, amount=0.2)
         assert torch.allclose(adv, to_8bit((x + 0.2).clamp(0, 1)))
@@ -236,6 +264,8 @@ def test_register_attack_from_outside():
         assert get_attack('_shift').fn is other
         with pytest.raises(TypeError, match='model, images, labels'): register_attack('_bad')(lambda x, y: x)
         with pytest.raises(TypeError, match='settings'): register_attack('_bad2', settings={'nope': 'eps'})(other)
+        with pytest.raises(TypeError, match='AttackConfig'): register_attack('_bad3', settings={'amount': 'gen_kappa'})(shift)
+        assert '_bad3' not in ATTACKS
     finally:
         ATTACKS.pop('_shift', None)
 
@@ -248,7 +278,11 @@ def test_victim_and_adversarial_commands(capsys):
     assert main(['victim', '--backbone', 'test_efficientnet', '--img-size', '32', '--epochs', '1']) in (0, None)
     out = capsys.readouterr().out
     out = json.loads(out[out.index('\n{') + 1:])                                   # after the progress bars
-    assert set(out['test']) >= {'accuracy', 'precision', 'sensitivity', 'f1'} and out['n']['test'] > 0
+    assert set(out['test']) >= {'accuracy', 'precision', 'sensitivity', 'f1'}
+    assert out['n']['test'] == len(get_dataset('synthetic', 'test', img_size=32))      # the whole test split was scored
+    t = out['test']
+    assert abs(t['accuracy'] * out['n']['test'] - round(t['accuracy'] * out['n']['test'])) < 1e-6   # a count of images
+    assert abs(t['f1'] - (2 * t['precision'] * t['sensitivity'] / (t['precision'] + t['sensitivity'] or 1))) < 1e-6
     assert main(['adversarial', '--backbone', 'test_efficientnet', '--img-size', '32', '--epochs', '1',
                  '--attacks', 'fgsm,noise', '--n-max', '12']) in (0, None)
     out = capsys.readouterr().out
@@ -269,8 +303,15 @@ def victim(victim_dir): return train_victim(cache_dir=victim_dir, **SMALL)
 def test_victim_trains_caches_and_reports(victim, victim_dir):
     meta = victim.meta
     assert set(meta['test']) == {'accuracy', 'precision', 'sensitivity', 'f1', 'n'}
-    assert all(0 <= meta['test'][k] <= 1 for k in ('accuracy', 'precision', 'sensitivity', 'f1'))
-    assert sum(meta['n'].values()) == 48 and min(meta['n'].values()) > 0
+    # the reported test metrics are the model's own on the test split, recomputed here independently
+    te = get_dataset('synthetic', 'test', img_size=32, tfms=CLAHE(), n=48)
+    x = torch.stack([te[i][0] for i in range(len(te))]); y = torch.as_tensor(te.labels)
+    with torch.no_grad(): pred = victim(x).argmax(1)
+    t = meta['test']
+    assert meta['n']['test'] == t['n'] == len(te) and abs(t['accuracy'] - (pred == y).float().mean().item()) < 1e-6
+    tp = ((pred == 1) & (y == 1)).sum().item()
+    assert abs(t['sensitivity'] - tp / max((y == 1).sum().item(), 1)) < 1e-6 and abs(t['precision'] - tp / max((pred == 1).sum().item(), 1)) < 1e-6
+    assert sum(meta['n'].values()) == 48 and meta['n'] == {s: len(get_dataset('synthetic', s, img_size=32, n=48)) for s in ('train', 'valid', 'test')}
     assert meta['config']['clahe'] == repr(CLAHE()) and meta['classes'] == ['normal', 'opacity']
     files = sorted(p.name for p in (victim_dir / 'victims').iterdir())
     assert files == [f"{meta['key']}.json", f"{meta['key']}.pt"]                 # no temporary leftovers
@@ -288,6 +329,13 @@ def test_victim_seeded_and_keyed(victim, victim_dir, tmp_path):
     changed = train_victim(cache_dir=victim_dir, **{**SMALL, 'lr': 1e-3})
     assert changed.meta['key'] != victim.meta['key']
 
+def test_victim_from_a_config_is_the_same_victim(victim, victim_dir):
+    cfg = V.VictimConfig.from_settings(dataset='synthetic', victim_backbone='test_efficientnet', victim_pretrained=False, img_size=32,
+                                       victim_epochs=1, victim_lr=3e-3, victim_batch_size=16, ds_kwargs=dict(n=48), cache_dir=str(victim_dir))
+    same = train_victim(cfg=cfg, progress=False)                                    # read from the cache: same key, same record
+    assert same.meta['key'] == victim.meta['key'] and same.meta['config'] == victim.meta['config']
+    assert V.VictimConfig.from_settings(**{'victim_preset': 'paper'}).replace(img_size=32).record()['img_size'] == 32
+
 def test_victim_max_train_is_a_keyed_seeded_subset(victim, victim_dir):
     n_tr = victim.meta['n']['train']
     sub = train_victim(cache_dir=victim_dir, max_train=n_tr - 5, **SMALL)
@@ -298,11 +346,15 @@ def test_victim_max_train_is_a_keyed_seeded_subset(victim, victim_dir):
     with pytest.raises(ValueError, match='max_train'): train_victim(cache_dir=victim_dir, max_train=1, **SMALL)
 
 def test_victim_config_errors_and_presets():
-    cfg = A._victim_config(preset='paper')
-    assert cfg['backbone'] == 'efficientnet_b7' and cfg['img_size'] == 224
-    assert A._victim_config()['backbone'] == get_settings().victim_backbone == 'tf_efficientnet_lite0'
-    with pytest.raises(KeyError, match='paper'): A._victim_config(preset='gpu')
-    with pytest.raises(ValueError, match='clahe_stage'): A._victim_config(clahe_stage='during')
+    cfg = V.VictimConfig.from_settings(victim_preset='paper').record()
+    assert cfg['backbone'] == 'efficientnet_b7' and cfg['img_size'] == 224 and cfg['preset'] == 'paper'
+    rec = V.VictimConfig.from_settings().record()
+    assert rec['backbone'] == get_settings().victim_backbone == 'tf_efficientnet_lite0'
+    assert rec['preset'] is None                       # the detector's `preset` setting is not the victim's recipe
+    with pytest.raises(KeyError, match='paper'): V.VictimConfig.from_settings(victim_preset='gpu')
+    with pytest.raises(ValueError, match='clahe_stage'): V.VictimConfig.from_settings(clahe_stage='during')
+    with pytest.raises(ValueError, match='victim_epochs'): train_victim(epochs=0, progress=False)
+    with pytest.raises(KeyError, match='paper'): train_victim(preset='gpu', progress=False)
     with pytest.raises(FileNotFoundError): load_victim('/nonexistent/victim.pt')
 
 # ---------------------------------------------------------------- adversarial sets
@@ -311,7 +363,9 @@ KW = dict(attacks=['fgsm', 'pgd', 'noise_visible'], params=dict(pgd=dict(steps=3
 def test_build_set_end_to_end_and_resume(victim, tmp_path, monkeypatch):
     s = build_adversarial_set(victim, 'train', cache_dir=tmp_path, **KW)
     ds = get_dataset('synthetic', 'train', img_size=32, tfms=CLAHE(), n=48)
-    assert s.n_split == len(ds) and 0 < len(s.index) <= len(ds)
+    assert s.n_split == len(ds)
+    with torch.no_grad(): right = victim(torch.stack([ds[i][0] for i in range(len(ds))])).argmax(1).numpy() == ds.labels
+    assert np.array_equal(s.index, np.flatnonzero(right))                    # exactly the correctly classified images
     x = torch.stack([ds[i][0] for i in s.index]); y = torch.as_tensor(ds.labels[s.index])
     assert torch.equal(s.clean, A._to_u8(x)) and np.array_equal(s.labels, ds.labels[s.index])
     with torch.no_grad(): assert torch.equal(victim(x).argmax(1), y)           # only correctly classified images
@@ -336,6 +390,10 @@ def test_build_set_end_to_end_and_resume(victim, tmp_path, monkeypatch):
     for a in KW['attacks']: assert torch.equal(resumed.adv[a], s.adv[a]) and torch.equal(cached.success[a], s.success[a])
     every = build_adversarial_set(victim, 'train', cache_dir=tmp_path, only_successful=False, **KW)
     assert calls == ['pgd', 'pgd'] and len(every.images('fgsm')) == len(s.index)
+    # the same set from a config instead of keywords: same cache keys, read from the cache
+    cfg = A.AttackConfig.from_settings(attack_chunk_size=3, attack_batch_size=2, cache_dir=str(tmp_path), attacks=KW['attacks'])
+    via_cfg = build_adversarial_set(victim, 'train', cfg=cfg, params=KW['params'], progress=False)
+    assert calls == ['pgd', 'pgd'] and via_cfg.path == s.path and list(via_cfg.stats['path']) == list(st['path'])
 
 def test_sets_never_mix_splits(victim, tmp_path):
     sets = build_adversarial_sets(victim, cache_dir=tmp_path, **{**KW, 'attacks': ['fgsm'], 'params': {}})

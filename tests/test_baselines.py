@@ -5,13 +5,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from drsn_tvl.attacks import run_attack, to_8bit, train_victim, victim_splits
-from drsn_tvl.baselines import (BASELINES, ImageScorer, VictimMissing, adaptive_attack, adaptive_table, bit_depth, bpda,
-                                classic_table, median_filter, takes_images)
+from drsn_tvl.attacks import run_attack
+from drsn_tvl.core import to_8bit
+from drsn_tvl.victim import train_victim, victim_splits
+from drsn_tvl.baselines import BASELINES, VictimMissing, adaptive_attack, adaptive_table, bit_depth, bpda, classic_table, median_filter, takes_images
 from drsn_tvl.data import load_arrays
-from drsn_tvl.features import FeatureError, create_extractor
-from drsn_tvl.model import (create_detector, evaluate, fit_detector, image_feature_maps, load_detector, make_detection_set,
-                            save_detector)
+from drsn_tvl.core import FeatureError
+from drsn_tvl.features import create_extractor
+from drsn_tvl.model import DetectionPipeline, create_detector, evaluate, fit_detector, image_feature_maps, load_detector, make_detection_set, save_detector
 
 N = dict(train=80, valid=40, test=40)
 
@@ -96,13 +97,42 @@ def test_median_filter_and_bit_depth_match_references():
     assert torch.equal(z, torch.zeros_like(x))
 
 
+# ---------------------------------------------------------------- the Detector protocol
+@pytest.mark.parametrize('name', [n for n in BASELINES if n != 'squeeze'])
+def test_protocol_logit_detect_and_inputs(world, fitted, name):
+    det = fitted[name]
+    assert det.inputs == ('images' if takes_images(name) else 'features') and det.takes_images == takes_images(name)
+    with pytest.raises(AttributeError): det.takes_images = True                      # a read-only alias of `inputs`
+    x = (world['img'] if takes_images(name) else world['feat'])['test'].x[:10]
+    p = det.p_adversarial(x)
+    np.testing.assert_allclose(torch.sigmoid(det.logit(x).detach().double()).numpy(), p, atol=1e-6)   # logit = log-odds of P(adv)
+    assert np.array_equal(det.detect(x), p > det.threshold)
+    with pytest.raises(FeatureError, match='expected'): det.logit(x[:, :2])
+    # the pipeline gives the detector's own numbers from images
+    sc = DetectionPipeline(det, extractor=world['fx'], clahe=False, img_size=40)
+    xi = world['xs']['test'][:10]
+    inp = xi if takes_images(name) else world['fm'](xi)
+    np.testing.assert_array_equal(sc.p_adversarial(xi), det.p_adversarial(inp))
+    assert torch.equal(sc.flagged(xi), torch.from_numpy(det.detect(inp)))
+    np.testing.assert_allclose(torch.sigmoid(sc.logit(xi).detach().double()).numpy(), det.p_adversarial(inp), atol=1e-3)
+
+
+def test_protocol_needs_fit_and_threshold(world):
+    img = world['img']
+    det = create_detector('squeeze', (3, 40, 40), ['clean', 'adversarial'], victim=world['victim'])
+    with pytest.raises(RuntimeError, match='fit'): det.logit(img['test'].x[:2])
+    det.fit(img['train'].x, img['train'].y)                                          # no validation split: no threshold
+    with pytest.raises(RuntimeError, match='threshold'): det.detect(img['test'].x[:2])
+    with pytest.raises(RuntimeError, match='threshold'): DetectionPipeline(det, img_size=40).threshold_logit
+
+
 # ---------------------------------------------------------------- the forest
 def test_dfeat_equals_sklearn_and_soft_forest_has_gradients(world, fitted):
     rf = fitted['dfeat']
     f = world['feat']['test'].x
     assert np.allclose(rf.predict_proba(f)[:, 1], rf._sk.predict_proba(f.mean((2, 3)).numpy())[:, 1], atol=1e-6)
     x = f[:8].clone().requires_grad_(True)
-    s = rf.torch_score(x)
+    s = rf.logit(x)
     p_hard = torch.from_numpy(rf.p_adversarial(f[:8])).float()
     assert torch.allclose(torch.sigmoid(s.detach()), p_hard.clamp(1e-6, 1 - 1e-6), atol=1e-5)    # value: the hard forest
     s.sum().backward()
@@ -141,8 +171,8 @@ def test_errors(world):
     det = fit_detector('squeeze', img['train'], img['valid'], victim=world['victim'], seed=0)
     with pytest.raises(FeatureError, match=r'\[0, 1\]'): det.p_adversarial(img['test'].x[:2] * 3)
     with pytest.raises(FeatureError, match='expected feature maps of shape'): det.p_adversarial(torch.rand(2, 3, 32, 32))
-    with pytest.raises(ValueError, match='feature extractor'): ImageScorer(fit(world, 'dfeat')[0])
-    with pytest.raises(ValueError, match="kind"): adaptive_attack(world['victim'], ImageScorer(det), img['test'].x[:2], [0, 0], kind='fgsm')
+    with pytest.raises(ValueError, match='feature extractor'): DetectionPipeline(fit(world, 'dfeat')[0])
+    with pytest.raises(ValueError, match="kind"): adaptive_attack(world['victim'], det, img['test'].x[:2], [0, 0], kind='fgsm')
     with pytest.raises(KeyError, match='test'): classic_table(world['victim'], world['fx'], {'train': {}, 'valid': {}})
 
 
@@ -153,7 +183,7 @@ def test_seeded_reproducibility(world):
     assert np.array_equal(a.p_adversarial(x), b.p_adversarial(x))
     c, _ = fit(world, 'dfeat'); d, _ = fit(world, 'dfeat')
     assert np.array_equal(c.p_adversarial(world['feat']['test'].x), d.p_adversarial(world['feat']['test'].x))
-    sc = ImageScorer(a)
+    sc = DetectionPipeline(a, clahe=False, img_size=40)
     xs, ys = world['xs']['test'][:6], world['ys']['test'][:6]
     r1 = adaptive_attack(world['victim'], sc, xs, ys, eps=4 / 255, steps=3, seed=3)[0]
     r2 = adaptive_attack(world['victim'], sc, xs, ys, eps=4 / 255, steps=3, seed=3)[0]
@@ -176,7 +206,7 @@ def drsn(world):
 def test_adaptive_attack_lowers_the_detector_score(world, fitted, drsn, which, kind):
     v = world['victim']
     det = drsn if which == 'drsn_tvl' else fitted[which]
-    sc = ImageScorer(det, world['fx'])
+    sc = DetectionPipeline(det, extractor=world['fx'], clahe=False, img_size=40)
     x, y = world['xs']['test'][:16], world['ys']['test'][:16]
     with torch.no_grad(): ok = v(x).argmax(1) == y
     x, y = x[ok], y[ok]
@@ -186,8 +216,8 @@ def test_adaptive_attack_lowers_the_detector_score(world, fitted, drsn, which, k
     assert (adv - x).abs().max() <= eps + 1e-6 and torch.equal(adv, to_8bit(adv))
     with torch.no_grad():
         assert torch.equal(rec['fooled'], v(adv).argmax(1) != y)
-        s_static = sc(static)
-        assert torch.allclose(rec['score'].float(), sc(adv).float(), atol=1e-4)
+        s_static = sc.logit(static)
+        assert torch.allclose(rec['score'].float(), sc.logit(adv).float(), atol=1e-4)
     assert rec['score'].mean() < s_static.mean() - 0.5, (rec['score'].mean(), s_static.mean())
     assert rec['evades'].float().mean() >= (fooled_s & sc.flagged(static).logical_not()).float().mean()
     assert torch.equal(rec['evades'], rec['fooled'] & ~rec['flagged'])

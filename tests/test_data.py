@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 import torch
 
-from drsn_tvl.data import (DATASETS, DataError, DataNotFound, assign_splits, dataset_table, get_dataset, get_splits,
-                           get_settings, load_arrays, parse_value, read_image, SPLITS)
+from drsn_tvl.data import DATASETS, assign_splits, dataset_table, get_dataset, get_splits, load_arrays, read_image, SPLITS
+from drsn_tvl.core import DataError, DataNotFound, get_settings, parse_value
 import _fakes
 
 EXPECTED = {'synthetic', 'nih-chestxray14', 'aptos2019', 'eye-diseases', 'ham10000', 'medmnist', 'lidc', 'kermany-chestxray'}
@@ -14,8 +14,10 @@ EXPECTED = {'synthetic', 'nih-chestxray14', 'aptos2019', 'eye-diseases', 'ham100
 def check_item(ds, size):
     x, y = ds[0]
     assert x.shape == (3, size, size) and x.dtype == torch.float32
-    assert 0 <= float(x.min()) and float(x.max()) <= 1
-    assert isinstance(y, int) and 0 <= y < len(ds.classes)
+    # the tensor is the stored 8-bit image scaled by exactly 1/255 (a wrong scale or channel order fails), its label the index's
+    assert torch.equal((x * 255).round().to(torch.uint8), torch.from_numpy(ds.image(0)).permute(2, 0, 1))
+    assert torch.allclose(x * 255, (x * 255).round(), atol=1e-4) and x.std() > 0
+    assert isinstance(y, int) and y == ds.labels[0] and y < len(ds.classes)
 
 def no_leak(splits, key='group'):
     seen = {}

@@ -46,6 +46,15 @@ def _nb_title(nb: Path) -> str:
     raise AssertionError(f"{nb.name} has no `# Title` markdown cell")
 
 
+# The pipeline order of the notebooks, and the page nbdev derives from each (the number prefix dropped).
+LAYOUT = {"00_core": "core.html", "01_data": "data.html", "02_clahe": "clahe.html", "03_wgan": "wgan.html",
+          "04_victim": "victim.html", "05_attacks": "attacks.html", "06_features": "features.html",
+          "07_drsn_tvl": "drsn_tvl.html", "08_baselines": "baselines.html", "09_experiments": "experiments.html",
+          "10_results": "results.html", "11_cli": "cli.html"}
+OLD_NAMES = ("00_data", "01_clahe", "02_wgan", "03_attacks", "04_features", "05_drsn_tvl", "06_experiments",
+             "07_baselines", "08_results")
+
+
 def numbered_notebooks():
     "Whatever numbered notebooks exist now, in order: the site must show exactly these."
     return sorted(NBS.glob("[0-9][0-9]_*.ipynb"))
@@ -97,11 +106,18 @@ def _pages(out: Path):
 
 
 def _page_of(nb: Path) -> str:
-    "nbdev's page name for a notebook: the number prefix dropped (`00_data.ipynb` -> `data.html`)."
+    "nbdev's page name for a notebook: the number prefix dropped (`01_data.ipynb` -> `data.html`)."
     return re.sub(r"^\d+_", "", nb.stem) + ".html"
 
 
 # ---------------------------------------------------------------- the build, without a browser
+
+def test_notebook_layout():
+    "The notebooks are the pipeline, in order: 00_core ... 11_cli (plus index), each with its nbdev page name."
+    assert [nb.stem for nb in numbered_notebooks()] == list(LAYOUT)
+    assert [_page_of(nb) for nb in numbered_notebooks()] == list(LAYOUT.values())
+    assert (NBS / "index.ipynb").exists()
+
 
 def test_site_has_one_page_per_notebook(site):
     out, _ = site
@@ -110,9 +126,23 @@ def test_site_has_one_page_per_notebook(site):
     nbs = numbered_notebooks()
     assert nbs, "no numbered notebooks in nbs/"
     for nb in nbs: assert _page_of(nb) in pages, f"{nb.name}: no page {_page_of(nb)} in {pages}"
+    assert set(pages) - {"404.html"} == {"index.html", *LAYOUT.values()}, pages     # exactly these pages
     bad = [p for p in pages if re.search(r"\.(ya?ml|css|toml|ini|py)\.html$|^(nbdev|sidebar|styles)\.html$", p)]
     assert not bad, f"config files rendered as pages: {bad}"
     assert (out / ".nojekyll").exists() and (out / "site_libs").is_dir()
+
+
+def test_results_page_prose_from_the_csvs(site):
+    "The Results page's sentences are rendered from results/<run>/*.csv when the notebook runs: they are on the page, "
+    "with the paper's numbers beside ours, and it names the notebooks by their new names."
+    out, _ = site
+    text = re.sub(r"<[^>]+>", " ", (out / LAYOUT["10_results"]).read_text())
+    import pandas as pd
+    t = pd.read_csv(ROOT / "results" / "eye-diseases-cpu" / "attack_stats.csv").set_index(["split", "attack"])
+    pgd = round(100 * t.loc[("test", "pgd"), "success_rate"])
+    assert f"flips {pgd} % of its correct test predictions" in text
+    assert "98.73 % for DRSN-TVL" in text and "not the best of them" in text
+    assert "08_baselines" in text and not [n for n in OLD_NAMES if n in text]
 
 
 def test_api_reference_anchors(site):

@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 
 from drsn_tvl.data import get_dataset, load_arrays
-from drsn_tvl.features import (BACKBONES, CacheMismatch, CorruptCache, FeatureError, ImageSizeError, ArraySource,
-                               create_extractor, extract_features, feature_shapes, load_features, min_input_size,
-                               source_fingerprint, to_fp16, backbones_cmd, get_backbone)
+from drsn_tvl.features import BACKBONES, ArraySource, FeatureConfig, create_extractor, extract_features, feature_shapes, load_features, min_input_size, source_fingerprint, to_fp16, get_backbone
+from drsn_tvl.core import CacheMismatch, CorruptCache, FeatureError, ImageSizeError, get_settings, settings_hash
+from drsn_tvl.cli import backbones_cmd
 
 KW = dict(batch_size=8, shard_size=16, progress=False)
 
@@ -63,6 +63,66 @@ def test_registry_shapes_and_layer_errors(capsys):
     backbones_cmd(img_size=64)                                         # what `drsn-tvl backbones --img-size 64` prints
     out = capsys.readouterr().out
     assert all(n in out for n in BACKBONES) and '(needs ≥ 75 px)' in out and '2560×2×2' in out
+
+
+# ---- the stage's one configuration
+def test_feature_config_from_settings_overrides_and_errors(monkeypatch, tmp_path):
+    s = get_settings()
+    c = FeatureConfig.from_settings()
+    assert (c.backbone, c.feature_layer, c.feature_pool, c.feature_size, c.feature_batch_size, c.feature_shard_size) == \
+           (s.backbone, s.feature_layer, s.feature_pool, s.feature_size, s.feature_batch_size, s.feature_shard_size)
+    assert (c.seed, c.num_workers, c.cache_dir) == (s.seed, s.num_workers, str(tmp_path / 'cache'))    # conftest's cache_dir
+    assert c.feature_weights is None and c.layer == BACKBONES[s.backbone].layer                        # empty; 'default'
+    monkeypatch.setenv('DRSN_TVL_FEATURE_POOL', '3')                                                    # read at build time
+    assert FeatureConfig.from_settings().feature_pool == 3 and FeatureConfig.from_settings(feature_pool=1).feature_pool == 1
+    o = c.replace(backbone='resnet18', feature_layer='layer3', feature_batch_size='4', feature_weights='')
+    assert (o.spec.arch, o.layer, o.feature_batch_size, o.feature_weights) == ('resnet18.tv_in1k', 'layer3', 4, None)
+    assert c.replace(feature_size=None, seed=None) == c and o.asdict()['feature_batch_size'] == 4
+    with pytest.raises(KeyError, match="unknown key.*'layer'"): FeatureConfig.from_settings(layer='stage3')
+    with pytest.raises(KeyError, match='unknown backbone .nonet.*registered backbones'): c.replace(backbone='nonet')
+    for k, v, msg in (('feature_pool', -1, r'\[features\] feature_pool must be >= 0'), ('feature_size', -8, 'feature_size must be >= 0'),
+                      ('feature_batch_size', 0, 'feature_batch_size must be >= 1'), ('feature_shard_size', 0, 'feature_shard_size must be >= 1'),
+                      ('num_workers', -1, r'\[data\] num_workers must be >= 0'), ('feature_pool', 2.5, r'\[features\] feature_pool: expected int')):
+        with pytest.raises(FeatureError if 'expected' not in msg else ValueError, match=msg): c.replace(**{k: v})
+    # the entry points build it once and check it: bad values fail before any weights load or file is written
+    with pytest.raises(FeatureError, match='feature_shard_size must be >= 1'):
+        extract_features((np.zeros((2, 8, 8, 3), np.uint8), [0, 1]), 'resnet18', shard_size=0, out=tmp_path / 'x', progress=False)
+    with pytest.raises(FeatureError, match='feature_pool must be >= 0'): create_extractor('resnet18', pool=-1, pretrained=False)
+    assert not (tmp_path / 'x').exists()
+
+
+def test_config_entry_points_match_keywords(arrays, lite, tmp_path):
+    "A FeatureConfig passed as cfg= gives the extractor, shapes and cache (same key, same bytes) the keywords give."
+    ds, u8, lab = arrays
+    sub = (u8[:12], lab[:12])
+    c = FeatureConfig.from_settings(backbone='tf_efficientnet_lite0', feature_layer='stage2', feature_batch_size=8, feature_shard_size=16)
+    fx = create_extractor(cfg=c)
+    assert (fx.spec.name, fx.layer, fx.pool, fx.size, fx.weights_sha()) == ('tf_efficientnet_lite0', 'stage2', 0, 0, lite.weights_sha())
+    assert create_extractor(cfg=c, layer='stage3').layer == 'stage3'                    # a keyword overrides the config
+    assert feature_shapes(img_size=32, cfg=c) == feature_shapes('tf_efficientnet_lite0', 32, 'stage2')
+    assert feature_shapes(img_size=32, cfg=c.replace(feature_pool=1))['map'] == (40, 1, 1)
+    by_kw = extract_features(sub, 'tf_efficientnet_lite0', layer='stage2', out=tmp_path / 'kw', **KW)
+    by_cfg = extract_features(sub, cfg=c, out=tmp_path / 'cfg', progress=False)
+    by_ex = extract_features(sub, extractor=lite, cfg=c.replace(backbone='resnet18', feature_pool=1), out=tmp_path / 'ex', **KW)
+    assert by_kw.key == by_cfg.key == by_ex.key and files(tmp_path / 'kw') == files(tmp_path / 'cfg') == files(tmp_path / 'ex')
+    # the cache key is still the hash of the same resolved values, in the same order, so older caches stay valid
+    meta = json.loads((tmp_path / 'cfg' / 'settings.json').read_text())
+    assert list(meta) == sorted(['format', 'backbone', 'arch', 'layer', 'module', 'pool', 'size', 'input_shape', 'map_shape',
+                                 'vec_shape', 'dtype', 'count', 'batch_size', 'shard_size', 'weights_sha', 'source',
+                                 'precision', 'device_type', 'key', 'weights'])
+    assert meta['key'] == settings_hash({k: v for k, v in meta.items() if k not in ('key', 'weights')})
+    assert (meta['batch_size'], meta['shard_size'], meta['pool'], meta['size']) == (8, 16, 0, 0)
+    # the configured cache folder, from cfg.cache_dir
+    fs = extract_features(sub, extractor=lite, cfg=c.replace(cache_dir=str(tmp_path / 'elsewhere')), progress=False)
+    assert fs.path.parent == tmp_path / 'elsewhere' / 'features' and fs.key == by_kw.key
+
+
+def test_no_settings_read_below_entry_points():
+    "Only FeatureConfig.from_settings reads the settings: no setting()/get_settings() call anywhere in the module."
+    import inspect, re
+    import drsn_tvl.features as m
+    src = inspect.getsource(m)
+    assert not re.search(r'\b(setting|get_settings)\(', src), re.findall(r'.*\b(?:setting|get_settings)\(.*', src)
 
 
 # ---- extraction

@@ -6,10 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from drsn_tvl.model import (DETECTORS, DRSN, DNN, Detector, DetectionSet, FeatureError, ResidualShrinkageUnit, Shrinkage,
-                            TokenTransformer, create_detector, detection_metrics, evaluate, fit_detector, list_detectors,
-                            load_detector, make_detection_set, model_complexity, register_detector, save_detector,
-                            soft_threshold, threshold_at_fpr, tv_loss, as_features, complexity_table)
+from drsn_tvl.model import DETECTORS, DRSN, DNN, Detector, DetectionSet, ResidualShrinkageUnit, Shrinkage, TokenTransformer, create_detector, detection_metrics, evaluate, fit_detector, list_detectors, load_detector, make_detection_set, model_complexity, register_detector, save_detector, soft_threshold, threshold_at_fpr, tv_loss, as_features, complexity_table
+from drsn_tvl.core import FeatureError
 
 SMALL = dict(stem=8, widths=[8, 8])
 
@@ -190,6 +188,18 @@ def test_save_load_roundtrip_weights_only(tmp_path):
     d2 = load_detector(p)
     np.testing.assert_array_equal(d2.predict_proba(sets['test'].x), d.predict_proba(sets['test'].x))
     assert d2.threshold == d.threshold and d2.classes == d.classes and d2.tv_weight == d.tv_weight
+    # the Detector protocol: logit = log P(adv)/P(clean) of the network (differentiable), detect = flags at the threshold
+    x = sets['test'].x
+    assert torch.equal(d2.logit(x), d.logit(x))
+    np.testing.assert_allclose(torch.sigmoid(d.logit(x).detach().double()).numpy(), d.p_adversarial(x), atol=1e-6)
+    xg = x.clone().requires_grad_(True); d.logit(xg).sum().backward(); assert xg.grad.abs().sum() > 0
+    assert np.array_equal(d.detect(x), d.p_adversarial(x) > d.threshold) and d.detect(x).dtype == bool
+    with pytest.raises(FeatureError, match='expected features of shape'): d.logit(x[:, :4])
+    fresh = create_detector('dnn', (8, 4, 4), ['clean', 'a'])
+    with pytest.raises(RuntimeError, match='fit'): fresh.logit(x)
+    with pytest.raises(RuntimeError, match='fit'): fresh.detect(x)
+    d.threshold = None
+    with pytest.raises(RuntimeError, match='no decision threshold'): d.detect(x)
     torch.save({'something': torch.ones(1)}, tmp_path / 'other.pt')
     with pytest.raises(ValueError, match='not a saved drsn_tvl detector'): load_detector(tmp_path / 'other.pt')
     with pytest.raises(FileNotFoundError): load_detector(tmp_path / 'missing.pt')
@@ -203,8 +213,11 @@ def test_a_non_neural_detector_fits_the_registry(tmp_path):
             self.mu = torch.stack([v[y == k].mean(0) for k in range(self.n_classes)])
         def _predict_proba(self, x, batch_size):
             return torch.softmax(-torch.cdist(x.mean((2, 3)), self.mu), 1).numpy()
-        def state_dict(self): return {'mu': self.mu}
-        def load_state_dict(self, state): self.mu = state['mu']; self.fitted = True
+        def _logit(self, x):
+            d = -torch.cdist(x.mean((2, 3)), self.mu)
+            return torch.logsumexp(d[:, 1:], 1) - d[:, 0]
+        def _state_dict(self): return {'mu': self.mu}
+        def _load_state_dict(self, state): self.mu = state['mu']
 
     @register_detector('centroid_test', neural=False, paper='test only')
     def centroid(in_shape, classes, **kw):
@@ -217,6 +230,9 @@ def test_a_non_neural_detector_fits_the_registry(tmp_path):
         assert np.isnan(d.complexity()['params_m'])
         d2 = load_detector(save_detector(d, tmp_path / 'c.pt'))
         np.testing.assert_allclose(d2.predict_proba(sets['test'].x), d.predict_proba(sets['test'].x))
+        assert d2.fitted and d2.inputs == 'features' and not d2.takes_images
+        np.testing.assert_allclose(torch.sigmoid(d2.logit(sets['test'].x).double()).numpy(), d.p_adversarial(sets['test'].x), atol=1e-6)
+        assert np.array_equal(d2.detect(sets['test'].x), d.p_adversarial(sets['test'].x) > d.threshold)
         assert 'centroid_test' not in complexity_table((8, 4, 4)).index
     finally:
         DETECTORS.pop('centroid_test', None)
@@ -334,7 +350,7 @@ def test_bad_input_errors():
 
 def test_image_detector_end_to_end(tmp_path):
     import timm
-    from drsn_tvl.model import ImageDetector, image_feature_maps
+    from drsn_tvl.model import DetectionPipeline, image_feature_maps
     torch.manual_seed(0)
     bb = timm.create_model('tf_efficientnet_lite0', pretrained=False, num_classes=0).eval()
     rng = np.random.default_rng(0)
@@ -345,7 +361,7 @@ def test_image_detector_end_to_end(tmp_path):
     ds = make_detection_set(fc, fa, ['noise'] * 24)
     d = fit_detector('dnn', (ds.x[:32], ds.y[:32]), (ds.x[32:], ds.y[32:]), preset='paper', lr=1e-3, epochs=1, progress=False,
                      classes=['clean', 'noise'])
-    pipe = ImageDetector(d, 'tf_efficientnet_lite0', 32, clahe=True, extractor=bb)
+    pipe = DetectionPipeline(d, 'tf_efficientnet_lite0', 32, clahe=True, extractor=bb)
     sc = pipe.score(imgs[:5])
     assert list(sc.columns[:2]) == ['p_adversarial', 'predicted'] and len(sc) == 5
     assert set(sc.predicted) <= {'clean', 'noise'} and ((0 <= sc.p_adversarial) & (sc.p_adversarial <= 1)).all()
@@ -354,13 +370,22 @@ def test_image_detector_end_to_end(tmp_path):
     assert len(pipe.score(torch.rand(2, 3, 40, 40))) == 2 and len(pipe.score(imgs[0])) == 1
     p = pipe.save(tmp_path / 'pipe.pt')                          # a given backbone is saved with the detector
     torch.load(p, weights_only=True)
-    pipe2 = ImageDetector.load(p)
+    pipe2 = DetectionPipeline.load(p)
     np.testing.assert_allclose(pipe2.score(imgs[:5]).p_adversarial, sc.p_adversarial, atol=1e-6)
     with pytest.raises(FeatureError, match='uint8'): pipe.score(imgs.astype(np.float32))
+    # the attacker's view of the same pipeline: p_adversarial = the table's, logit = its log-odds, flags at the threshold
+    x = torch.from_numpy(imgs[:5]).permute(0, 3, 1, 2).float() / 255
+    np.testing.assert_allclose(pipe.p_adversarial(x), sc.p_adversarial, atol=1e-6)
+    xg = x.clone().requires_grad_(True)
+    lg = pipe.logit(xg); lg.sum().backward()
+    assert xg.grad.abs().sum() > 0
+    np.testing.assert_allclose(torch.sigmoid(lg.detach().double()).numpy(), pipe.p_adversarial(x), atol=1e-2)
+    assert torch.equal(pipe.flagged(x), torch.from_numpy(d.detect(pipe.inputs(x))))
+    with pytest.raises(ValueError, match='feature extractor'): DetectionPipeline(d)
     with pytest.raises(FeatureError, match=r'\[0, 1\]'): pipe.score(torch.rand(2, 3, 32, 32) * 2)
 
 def test_cli_detectors(capsys):
-    from drsn_tvl.data import main
+    from drsn_tvl.cli import main
     assert main(['detectors', '--in-shape', '16,3,3']) in (0, None)
     out = capsys.readouterr().out
     assert 'drsn_tvl' in out and 'transformer' in out and 'gflops' in out

@@ -8,10 +8,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from drsn_tvl.data import get_splits, seed_everything, get_settings
-from drsn_tvl.wgan import (augment, AdvGAN, ARCHS, GAN_VARIANTS, GANError, PerturbationGenerator, Critic, as_tensors, to_float,
-                           train_generator, find_generator, register_generator, gan_config, read_checkpoint, _TRAINED,
-                           model_fingerprint, margin_loss)
+from drsn_tvl.data import get_splits
+from drsn_tvl.core import seed_everything, get_settings
+from drsn_tvl.wgan import augment, AdvGAN, ARCHS, GAN_VARIANTS, GANConfig, PerturbationGenerator, Critic, as_tensors, to_float, train_generator, find_generator, gan_config, read_checkpoint, _TRAINED, margin_loss
+from drsn_tvl.core import GANError, model_fingerprint
+from drsn_tvl.attacks import register_generator
 from drsn_tvl.attacks import run_attack, list_attacks
 
 class TinyCNN(nn.Module):
@@ -77,8 +78,48 @@ def test_variants_are_data():
 def test_settings_reach_the_config(monkeypatch):
     monkeypatch.setenv('DRSN_TVL_WGAN_N_CRITIC', '3'); monkeypatch.setenv('DRSN_TVL_GEN_TV_WEIGHT', '0.5')
     c = gan_config('wgan')
-    assert c['n_critic'] == 3 and c['tv_weight'] == 0.5
-    assert gan_config('wgan', n_critic=2)['n_critic'] == 2
+    assert c.n_critic == 3 and c.tv_weight == 0.5 and c.gen_tv_weight == 0.5 and c['n_critic'] == 3
+    assert gan_config('wgan', n_critic=2).n_critic == 2
+
+def _legacy_config(variant, **overrides):
+    "The flat dict the untyped `gan_config` built (its code, kept here): checkpoints and cache keys hold this form."
+    s = get_settings(); v = GAN_VARIANTS[variant]
+    shared = dict(eps='eps', epochs='gen_epochs', batch_size='gen_batch_size', width='gen_width', n_res='gen_res_blocks',
+                  adv_weight='gen_adv_weight', gan_weight='gen_gan_weight', tv_weight='gen_tv_weight', kappa='gen_kappa',
+                  seed='seed', round_8bit='round_8bit', augment='gen_augment')
+    cfg = dict(variant=variant, arch=v.arch, loss=v.loss, **{k: s[key] for k, key in shared.items()},
+               **{k: s[f'{v.recipe}_{k}'] for k in ('n_critic', 'lr_g', 'lr_d', 'betas')},
+               gp_weight=s.wgan_gp_weight if v.loss == 'wgan_gp' else 0., grey=None)
+    cfg.update({k: v for k, v in overrides.items() if v is not None})
+    cfg['eps'] = float(cfg['eps']); cfg['betas'] = [float(b) for b in cfg['betas']]
+    for k in ('epochs', 'batch_size', 'width', 'n_res', 'n_critic', 'seed'): cfg[k] = int(cfg[k])
+    for k in ('lr_g', 'lr_d', 'adv_weight', 'gan_weight', 'tv_weight', 'kappa', 'gp_weight'): cfg[k] = float(cfg[k])
+    return cfg
+
+@pytest.mark.parametrize('variant', ['wgan', 'gan', 'dcgan'])
+@pytest.mark.parametrize('ov', [{}, dict(SMALL, n_critic=2, grey=True, betas=(0.1, 0.2))])
+def test_checkpoint_form_is_the_untyped_config(variant, ov):
+    "`GANConfig.asdict()` is the old flat dict, same keys, order, values and types: old checkpoints load, cache keys stay."
+    new, old = gan_config(variant, **ov).asdict(), _legacy_config(variant, **ov)
+    assert list(new) == list(old) and json.dumps(new) == json.dumps(old)
+    assert [type(v) for v in new.values()] == [type(v) for v in old.values()]
+
+def test_typed_config_is_built_once_and_passed_down(setup, tmp_path, monkeypatch):
+    "With a `GANConfig` given, training, checkpointing and the lookup never read the settings again."
+    victim, tr, va = setup
+    cfg = gan_config('gan', cache_dir=str(tmp_path), img_size=32, epochs=1, **SMALL)
+    assert isinstance(cfg, GANConfig) and (cfg.gen_width, cfg.width, cfg.gen_augment) == (4, 4, False)
+    import drsn_tvl.core, drsn_tvl.wgan
+    def no(*a, **k): raise AssertionError('settings read below the entry point')
+    monkeypatch.setattr(drsn_tvl.wgan, 'get_settings', no); monkeypatch.setattr(drsn_tvl.core, 'get_settings', no)
+    g = train_generator(victim, tr, va, cfg=cfg, progress=False)
+    assert g.cfg == cfg.replace(grey=True) and g.folder.parent == tmp_path / 'generators'
+    _TRAINED.clear()
+    f = find_generator(victim, cfg=cfg)
+    assert f is not g and torch.equal(f.perturb(va[0][:4]), g.perturb(va[0][:4])) and f.cfg == g.cfg
+    with pytest.raises(ValueError, match='from_settings'): AdvGAN(victim, 32, 'wgan', cfg=cfg)    # another recipe: a new config
+    monkeypatch.undo()
+    assert train_generator(victim, tr, va, 'gan', epochs=1, cache_dir=tmp_path, progress=False, **SMALL).folder == g.folder
 
 @pytest.mark.parametrize('variant', ['wgan', 'gan', 'dcgan'])
 def test_training_makes_an_attack(setup, variant):
@@ -97,7 +138,7 @@ def test_training_makes_an_attack(setup, variant):
     assert all(r['linf'] <= 8/255 + 1e-6 for r in h)
     # critic steps per generator step: Adam's step counter of the critic
     d_steps = int(next(iter(gan.opt_d.state.values()))['step'])
-    assert d_steps == gan.cfg['n_critic'] * gan.step
+    assert d_steps == gan.cfg.n_critic * gan.step
     # the victim is untouched
     assert all(torch.equal(before[k], v) for k, v in victim.state_dict().items())
     assert [p.requires_grad for p in victim.parameters()] == flags
@@ -169,10 +210,12 @@ def test_bad_input(setup):
     with pytest.raises(GANError, match='32×32'): gan.fit((torch.rand(4, 3, 48, 48), torch.tensor([0, 1, 0, 1])), progress=False)
     with pytest.raises(GANError, match='32×32'): gan.fit(tr, (torch.rand(4, 3, 16, 16), torch.tensor([0, 1, 0, 1])), progress=False)
     with pytest.raises(GANError, match='multiple of 8'): AdvGAN(victim, 36, 'dcgan')
-    with pytest.raises(GANError, match=r'\[0,1\]'): gan.attack(torch.rand(2, 3, 32, 32) * 2)
+    with pytest.raises(GANError, match=r'\[0, 1\]'): gan.attack(torch.rand(2, 3, 32, 32) * 2)
     with pytest.raises(GANError, match='integer labels'): gan.fit((tr[0], tr[1].float()), progress=False)
     with pytest.raises(GANError, match='N×3×H×W'): gan.attack(torch.rand(2, 1, 32, 32))
     with pytest.raises(KeyError, match='biggan'): AdvGAN(victim, 32, 'biggan')
+    with pytest.raises(KeyError, match='lr'): AdvGAN(victim, 32, 'wgan', lr=1)
+    with pytest.raises(GANError, match='gen_batch_size'): AdvGAN(victim, 32, 'wgan', batch_size=1)
     victim.train()                                # a victim switched to train mode after training is refused too
     try:
         with pytest.raises(GANError, match=r'victim.eval\(\)'): gan.attack(va[0], va[1])
@@ -185,21 +228,27 @@ def test_margin_loss_matches_definition():
     assert torch.allclose(margin_loss(z, y, kappa=100, reduce=False), ref)
     assert torch.allclose(margin_loss(z, y, kappa=0.5, reduce=False), ref.clamp(min=-0.5))
 
-def test_medical_dataset_input_and_auto_training_for_train_victim(monkeypatch):
-    "A victim from train_victim gets its generator trained on its own train split, on first use of the attack."
-    from drsn_tvl.attacks import train_victim, victim_splits
+def test_medical_dataset_input_and_no_training_on_lookup(monkeypatch):
+    "A generator attack never trains: it names train_generator until one is trained on the victim's train split, then uses it."
+    from drsn_tvl.victim import train_victim, victim_splits
+    from drsn_tvl.attacks import get_attack
     monkeypatch.setenv('DRSN_TVL_GEN_EPOCHS', '1'); monkeypatch.setenv('DRSN_TVL_GEN_WIDTH', '4')
     monkeypatch.setenv('DRSN_TVL_GEN_RES_BLOCKS', '1')
     victim = train_victim(dataset='synthetic', img_size=32, epochs=1, progress=False)
-    te = victim_splits(victim.meta['config'])['test']
-    x, y = as_tensors(te)
-    assert x.dtype == torch.uint8 and x.shape == (len(te), 3, 32, 32)
-    xa, ok = run_attack('dcgan', victim, to_float(x), y)
+    sp = victim_splits(victim.meta['config'])
+    x, y = as_tensors(sp['test'])
+    assert x.dtype == torch.uint8 and x.shape == (len(sp['test']), 3, 32, 32)
     gen_dir = Path(get_settings().cache_dir) / 'generators'
+    with pytest.raises(FileNotFoundError, match='train_generator'): run_attack('dcgan', victim, to_float(x), y)
+    with pytest.raises(FileNotFoundError, match='train_generator'): get_attack('dcgan').token(victim, 32, eps=get_settings().eps)
+    assert not list(gen_dir.glob('dcgan-*'))                                      # computing a cache key trained nothing
+    gan = train_generator(victim, sp['train'], sp['valid'], 'dcgan', progress=False)   # what the experiment's generator stage does
+    xa, ok = run_attack('dcgan', victim, to_float(x), y)
     meta = json.loads(next(gen_dir.glob('dcgan-*/meta.json')).read_text())
     assert meta['done'] and meta['cfg']['width'] == 4 and meta['cfg']['eps'] == get_settings().eps and len(meta['history']) == 1
     assert meta['victim_fp'] == model_fingerprint(victim)
     assert (xa - to_float(x)).abs().max() <= get_settings().eps + 1e-6
+    assert get_attack('dcgan').token(victim, 32, eps=get_settings().eps) == model_fingerprint(gan.G)
 
 def test_initialisation_is_seeded_and_leaves_the_global_rng_alone():
     v = nn.Linear(1, 1).eval()
@@ -214,7 +263,7 @@ def test_grey_images_get_grey_perturbations(setup, monkeypatch):
     "On grey training images the generator is trained for, and delivers, a perturbation equal in the three channels."
     victim, tr, va = setup                                    # the synthetic phantoms are grey
     g = train_generator(victim, tr, None, 'gan', epochs=1, progress=False, **SMALL)
-    assert g.cfg['grey'] is True and g.G.grey
+    assert g.cfg.grey is True and g.G.grey
     d = g.perturb(va[0])
     assert torch.equal(d[:, 0], d[:, 1]) and torch.equal(d[:, 1], d[:, 2]) and d.abs().max() > 0
     xa, ok = run_attack('gan', victim, to_float(va[0]), va[1], eps=8/255)      # keep_grey's projection changes nothing
@@ -222,11 +271,11 @@ def test_grey_images_get_grey_perturbations(setup, monkeypatch):
     assert torch.allclose(xa, xg, atol=1e-6) and torch.equal(ok, okg)
     colour = tr[0].clone(); colour[:, 0] //= 2
     gc = train_generator(victim, (colour, tr[1]), None, 'gan', epochs=1, progress=False, **SMALL)
-    assert gc.cfg['grey'] is False and gc.folder != g.folder
+    assert gc.cfg.grey is False and gc.folder != g.folder
     dc = gc.perturb(colour[:8])
     assert not torch.equal(dc[:, 0], dc[:, 1])
     monkeypatch.setenv('DRSN_TVL_KEEP_GREY', 'false')
-    assert train_generator(victim, tr, None, 'gan', epochs=1, progress=False, **SMALL).cfg['grey'] is False
+    assert train_generator(victim, tr, None, 'gan', epochs=1, progress=False, **SMALL).cfg.grey is False
 
 def test_augment_is_a_seeded_flip_and_shift():
     "`augment` keeps shape and pixel values, is reproducible from its generator, and moves at most H/16 pixels."

@@ -4,7 +4,7 @@
 
 Each RUN_DIR (an `--out` folder of `drsn-tvl run`, or an `out_dir` of `run_experiment`) becomes results/<name of RUN_DIR>/.
 The executed notebook is left out (it embeds every figure again); the paper's transcribed tables are left out too
-(`drsn_tvl.experiment.paper_table` rebuilds them). The Results page (nbs/08_results.ipynb) reads results/.
+(`drsn_tvl.experiment.paper_table` rebuilds them). The Results page (nbs/10_results.ipynb) reads results/.
 """
 import argparse, shutil, sys
 from pathlib import Path

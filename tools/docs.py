@@ -9,7 +9,7 @@ installer) it runs the same notebook processing as `nbdev-proc-nbs` (show_doc ce
 `sidebar.yml` regenerated from whatever notebooks exist, the processed Quarto project written to `_proc/`) and renders
 `_proc/` with smalldocs, a pure-Python renderer of Quarto website projects, with three nbdev conventions added:
 
-- pages are written to the `output-file` nbdev gives them (`00_data.ipynb` -> `data.html`, as Quarto does), and
+- pages are written to the `output-file` nbdev gives them (`01_data.ipynb` -> `data.html`, as Quarto does), and
   links to either name resolve;
 - maths is rendered to MathML at build time (`html-math-method: mathml` in `_quarto.yml`, which Quarto/pandoc also
   honour), so no page loads a script or a font from a CDN and the site works offline;
