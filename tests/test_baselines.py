@@ -234,3 +234,41 @@ def test_report_functions(world, fitted, drsn):
     assert list(df.index.get_level_values('attack')) == ['static pgd', 'adaptive pgd']
     assert ((df[['attack_success', 'evades_both', 'clean_fpr']] >= 0) & (df[['attack_success', 'evades_both', 'clean_fpr']] <= 1)).all().all()
     assert (df.evades_both <= df.attack_success + 1e-9).all()
+
+
+# ---------------------------------------------------------------- one configuration: BaselineConfig
+def test_baseline_config_values_overrides_and_errors(monkeypatch):
+    from drsn_tvl.baselines import BaselineConfig, baseline_config
+    c = BaselineConfig.from_settings()
+    assert (c.lid_k, c.lid_batch, c.bu_samples, c.rf_trees, c.adaptive_steps, c.seed, c.round_8bit) == (20, 100, 20, 100, 20, 42, True)
+    assert np.allclose(c.adaptive_eps, [2 / 255, 4 / 255, 8 / 255]) and BaselineConfig.section == 'baselines'
+    monkeypatch.setenv('DRSN_TVL_LID_K', '7')
+    assert BaselineConfig.from_settings().lid_k == 7 and baseline_config(None, lid_k=3).lid_k == 3
+    assert c.replace(rf_trees=None).rf_trees == 100
+    with pytest.raises(KeyError, match='unknown key'): BaselineConfig.from_settings(trees=3)
+    with pytest.raises(ValueError, match='rf_trees'): c.replace(rf_trees=0)
+    with pytest.raises(ValueError, match='squeeze_bits'): c.replace(squeeze_bits=9)
+    with pytest.raises(ValueError, match='adaptive_eps'): c.replace(adaptive_eps=(0.5, 2))
+    with pytest.raises(ValueError, match='bu_samples'): c.replace(bu_samples='many')
+
+
+def test_baseline_config_is_passed_down(world, monkeypatch):
+    "A given config reaches the detector classes and the attacker; with both configs given nothing reads the settings."
+    import drsn_tvl.core
+    from drsn_tvl.baselines import BaselineConfig
+    from drsn_tvl.model import DetectorConfig
+    bc = BaselineConfig.from_settings().replace(rf_trees=7, lid_k=3, lid_batch=10, seed=5, eps=4 / 255, adaptive_steps=3)
+    dc = DetectorConfig.from_settings().replace(target_fpr=0.2)
+    monkeypatch.setattr(drsn_tvl.core, 'get_settings', lambda *a, **k: (_ for _ in ()).throw(AssertionError('settings read')))
+    f = world['feat']
+    det = fit_detector('dfeat', f['train'], f['valid'], cfg=dc, baseline_cfg=bc)
+    assert det.kwargs['trees'] == 7 and det.seed == 5 and det.target_fpr == 0.2
+    lid = create_detector('lid', (3, 40, 40), ['clean', 'adv'], cfg=dc, baseline_cfg=bc, k=4)
+    assert (lid.kwargs['k'], lid.kwargs['batch']) == (4, 10)                  # keyword over the config over the settings
+    monkeypatch.undo()
+    a, _ = fit(world, 'lid')
+    sc = DetectionPipeline(a, clahe=False, img_size=40)
+    xs, ys = world['xs']['test'][:4], world['ys']['test'][:4]
+    r1 = adaptive_attack(world['victim'], sc, xs, ys, cfg=bc)[0]
+    r2 = adaptive_attack(world['victim'], sc, xs, ys, eps=4 / 255, steps=3, seed=5)[0]
+    assert torch.equal(r1, r2)

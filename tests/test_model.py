@@ -406,3 +406,58 @@ def test_trainer_option_errors():
     for kw in (dict(epochs=0), dict(patience=0), dict(batch_size=1)):
         with pytest.raises(ValueError, match='batch_size >= 2'): create_detector('dnn', (8, 4, 4), ['clean', 'a'], **kw)
     with pytest.raises(KeyError, match='optimizer'): create_detector('dnn', (8, 4, 4), ['clean', 'a'], optimizer='Lion')
+
+
+# ---- one configuration: DetectorConfig built once at the entry points and passed down
+
+def test_detector_config_values_overrides_and_errors(monkeypatch):
+    from drsn_tvl.model import DetectorConfig
+    c = DetectorConfig.from_settings()
+    assert (c.dropout, c.drsn_widths, c.drsn_stem, c.epochs, c.seed, c.target_fpr) == (0.3, (64, 64), 64, 30, 42, 0.05)
+    assert DetectorConfig.section == 'detector'
+    monkeypatch.setenv('DRSN_TVL_DROPOUT', '0.25')
+    assert DetectorConfig.from_settings().dropout == 0.25 and DetectorConfig.from_settings(dropout=0.5).dropout == 0.5
+    assert c.replace(epochs=3).epochs == 3 and c.epochs == 30 and c.replace(epochs=None).epochs == 30
+    with pytest.raises(KeyError, match='unknown key'): DetectorConfig.from_settings(epoch=3)
+    with pytest.raises(ValueError, match='epochs'): c.replace(epochs='many')
+    with pytest.raises(ValueError, match='dropout'): c.replace(dropout=1.0)
+    with pytest.raises(ValueError, match='drsn_stem'): c.replace(drsn_stem=0)
+    with pytest.raises(ValueError, match='target_fpr'): c.replace(target_fpr=2)
+    with pytest.raises(KeyError, match='task'): c.replace(detector_task='classify')
+
+
+def test_config_is_passed_down_and_nothing_below_reads_the_settings(monkeypatch):
+    import drsn_tvl.core
+    from drsn_tvl.model import DetectorConfig, DetectionPipeline
+    cfg = DetectorConfig.from_settings().replace(drsn_stem=8, drsn_widths=(8,), dropout=0.1, epochs=2, target_fpr=0.2,
+                                                 detector='dnn', feature_batch_size=7, img_size=16)
+    def no_settings(*a, **k): raise AssertionError('settings read below an entry point')
+    monkeypatch.setattr(drsn_tvl.core, 'get_settings', no_settings)
+    sets = {s: make_detection_set(*toy(n, seed=i), ['noise'] * n, cfg=cfg) for i, (s, n) in enumerate([('train', 64), ('valid', 32)])}
+    det = fit_detector(train=sets['train'], valid=sets['valid'], cfg=cfg, progress=False)      # detector='dnn' from cfg
+    assert det.name == 'dnn' and det.epochs == 2 and det.module.hparams['dropout'] == 0.1 and det.target_fpr == 0.2
+    d2 = create_detector('drsn_tvl', (8, 4, 4), ['clean', 'a'], cfg=cfg, epochs=3, progress=False)
+    assert d2.epochs == 3 and (d2.module.hparams['stem'], d2.module.hparams['widths'], d2.module.hparams['dropout']) == (8, [8], 0.1)
+    assert d2.tv_weight == cfg.tv_weight and create_detector('drsn', (8, 4, 4), ['clean', 'a'], cfg=cfg).tv_weight == 0
+    di = make_detection_set(*toy(4), ['noise'] * 4, cfg=cfg.replace(detector_task='identify'))
+    assert di.task == 'identify' and di.classes == ['clean', 'noise']
+    assert complexity_table((8, 4, 4), cfg=cfg).loc['drsn_tvl', 'params_m'] == model_complexity(d2.module, (8, 4, 4))['params_m']
+    d3 = create_detector('dnn', (3, 16, 16), ['clean', 'a'], cfg=cfg)
+    d3.inputs, d3.fitted = 'images', True                              # read the images themselves: no backbone needed
+    pipe = DetectionPipeline(d3, cfg=cfg)
+    assert (pipe.img_size, pipe.batch_size) == (16, 7)
+
+
+def test_files_saved_before_the_config_still_load(tmp_path):
+    "A detector file as the code before DetectorConfig wrote it (its JSON config, verbatim) loads to the same detector."
+    from drsn_tvl.model import _pack
+    old = {'name': 'drsn_tvl', 'in_shape': [8, 4, 4], 'classes': ['clean', 'adversarial'],
+           'kwargs': {'arch': {'stem': 4, 'widths': [4], 'strides': [1], 'shrink': True, 'reduction': 1, 'dropout': 0.3},
+                      'preset': 'paper', 'lr': 1e-05, 'epochs': 30, 'batch_size': 32, 'tv_weight': 0.1, 'patience': 5,
+                      'optimizer': 'Adam', 'wd': 0.0, 'seed': 42}, 'threshold': 0.5, 'target_fpr': 0.05}
+    d = create_detector('drsn_tvl', (8, 4, 4), ['clean', 'adversarial'], arch=dict(stem=4, widths=[4]), progress=False)
+    blob = dict(_pack(d.load_state_dict(d.state_dict())), config=json.dumps(old))
+    torch.save(blob, tmp_path / 'old.pt')
+    back = load_detector(tmp_path / 'old.pt')
+    assert back.config() == old
+    assert all(torch.equal(v, d.state_dict()[k]) for k, v in back.state_dict().items())
