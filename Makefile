@@ -8,8 +8,9 @@ PYTHON ?= python3
 STAMP := $(VENV)/.installed-stamp
 DOCS  ?= _docs
 DOCS_PORT ?= 4200
+PORT  ?= 8888
 
-.PHONY: setup run test test-nb test-py clean-nbs export check-sync bench help docs serve-docs
+.PHONY: setup run test test-nb test-py clean-nbs export check-sync bench help docs serve-docs lab
 
 help:
 	@echo "make run    - set up .venv and run the experiment (quick preset) on the embedded synthetic data (report in $(OUT)/)"
@@ -17,6 +18,7 @@ help:
 	@echo "make bench  - benchmarks (use ../shared/data when present)"
 	@echo "make docs   - build the documentation site into $(DOCS)/ (nbdev-docs with Quarto, else nbdev + smalldocs)"
 	@echo "make serve-docs - build it, then serve it at http://127.0.0.1:$(DOCS_PORT)/"
+	@echo "make lab    - JupyterLab on nbs/ with the .venv's python3 kernel, at http://127.0.0.1:$(PORT)/lab (PORT=... to change; the URL with its token is printed)"
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -56,3 +58,14 @@ docs: setup
 
 serve-docs: docs
 	$(PY) tools/docs.py serve --dir $(DOCS) --port $(DOCS_PORT)
+
+# JupyterLab on the notebooks, with the kernel `setup` installs into .venv (`python3`, the .venv's interpreter).
+# Loopback only, no browser; Jupyter prints the URL with its token (JUPYTER_TOKEN=... sets a known one).
+# JUPYTER_PREFER_ENV_PATH=1: the .venv's kernelspecs win over a `python3` kernel in the user's own Jupyter folders.
+# --allow-root only where make runs as root (containers, CI), which Jupyter otherwise refuses.
+# tests/test_lab.py starts the server with this very target (on a free port, in temporary Jupyter folders).
+lab: setup
+	@echo "JupyterLab on $(CURDIR)/nbs at http://127.0.0.1:$(PORT)/lab (open the URL with ?token=... printed below; Ctrl-C twice stops it)"
+	JUPYTER_PREFER_ENV_PATH=1 exec $(VENV)/bin/jupyter-lab --no-browser --ip=127.0.0.1 --port=$(PORT) \
+	  --ServerApp.root_dir='$(CURDIR)/nbs' --MappingKernelManager.default_kernel_name=python3 \
+	  $(if $(filter 0,$(shell id -u)),--allow-root)

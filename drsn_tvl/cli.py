@@ -6,28 +6,30 @@ Docs: https://drsn-tvl.github.io/drsn_tvl/cli.html.md"""
 
 # %% ../nbs/11_cli.ipynb #63cc803e
 from __future__ import annotations
-import argparse, inspect, json, sys, time
+import argparse, glob, inspect, json, os, pickle, sys, time
 from pathlib import Path
 from typing import Annotated
 
+import cv2
 import numpy as np
 import pandas as pd
 from fastcore.basics import tuplify
 from fastcore.docments import docments, ann_parts
 from fastcore.script import anno2str, _arg_kw, _union_type
 
-from .core import get_settings
-from .data import SPLITS, dataset_table
+from .core import atomic_write, get_settings
+from .data import IMG_EXTS, SPLITS, dataset_table, read_image, resize
 from .clahe import prepare
 from .victim import VICTIM_RECIPES, train_victim
 from .attacks import attack_table, build_adversarial_set, get_attack
 from .features import backbone_table, extract_features, init_distributed, load_features
-from .model import DETECTORS, complexity_table
+from .model import DETECTORS, DetectionPipeline, complexity_table
 from .experiment import PRESETS, _parse_kv, run_notebook
 
 # %% auto #0
-__all__ = ['COMMANDS', 'cli_args', 'command', 'build_parser', 'main', 'datasets_cmd', 'prepare_cmd', 'attacks_cmd', 'victim_cmd',
-           'adversarial_cmd', 'backbones_cmd', 'features_cmd', 'detectors_cmd', 'run_cmd']
+__all__ = ['COMMANDS', 'DETECT_EXTS', 'cli_args', 'command', 'build_parser', 'main', 'datasets_cmd', 'prepare_cmd', 'attacks_cmd',
+           'victim_cmd', 'adversarial_cmd', 'backbones_cmd', 'features_cmd', 'detectors_cmd', 'run_cmd', 'image_inputs',
+           'load_detector_file', 'detect_cmd']
 
 # %% ../nbs/11_cli.ipynb #e7bacced
 def cli_args(fn) -> list:
@@ -212,12 +214,89 @@ def detectors_cmd(
 def run_cmd(
     dataset: str = 'synthetic',                                         # registered dataset
     data_root: str = None,                                              # folder holding the datasets (default: the data_root setting)
+    root: str = None,                                                   # the dataset's own folder (default: found under data_root)
     preset: Annotated[str, f"one of {', '.join(PRESETS)}"] = 'quick',
     out_dir: Annotated[str, {'flags': '--out'}] = None,                 # output folder (default: out/<run name>)
     kv: Annotated[str, {'flags': '-p', 'nargs': 2, 'action': 'append', 'metavar': ('KEY', 'VALUE')}] = None,  # override an experiment parameter
 ):
     "Run the experiment notebook with papermill: tables (CSV, Markdown) and figures (PNG) in --out."
-    t = time.time()
-    nb = run_notebook(dataset, preset, out_dir, data_root, _parse_kv(kv), log_output=False)
+    t, params = time.time(), _parse_kv(kv)
+    if root is not None:
+        if params.get('root', root) != root: raise ValueError(f"--root {root} and -p root {params['root']} disagree: give the dataset folder once")
+        params['root'] = root
+    nb = run_notebook(dataset, preset, out_dir, data_root, params, log_output=False)
     print(f"report: {nb} ({time.time() - t:.0f} s)\ntables (CSV, Markdown) and figures (PNG): {nb.parent}\n"
           f"summary: {nb.parent / 'report.md'}")
+
+# %% ../nbs/11_cli.ipynb #68f8c1e7
+DETECT_EXTS = tuple(dict.fromkeys((*IMG_EXTS, '.dcm')))   # the formats `read_image` reads, plus DICOM
+
+# %% ../nbs/11_cli.ipynb #615d7113
+def image_inputs(args) -> tuple:
+    "IMAGES arguments (files, folders searched recursively for `DETECT_EXTS`, glob patterns) → `(files, problems)`: paths in order, no repeats."
+    files, problems, seen = [], [], set()
+    def add(p: Path):
+        if (k := p.resolve()) not in seen: seen.add(k); files.append(p)
+    def images_in(d: Path): return sorted(p for p in d.rglob('*') if p.suffix.lower() in DETECT_EXTS and p.is_file())
+    for a in args:
+        p = Path(a).expanduser()
+        if p.is_dir():
+            found = images_in(p)
+            if not found: problems.append(f"{a}: folder without image files ({' '.join(DETECT_EXTS)})")
+        elif p.is_file(): found = [p]
+        elif any(c in str(a) for c in '*?['):
+            hits = [Path(h) for h in sorted(glob.glob(os.path.expanduser(a), recursive=True))]
+            found = [q for h in hits for q in (images_in(h) if h.is_dir() else [h] if h.suffix.lower() in DETECT_EXTS else [])]
+            if not found: problems.append(f"{a}: the pattern matches no image file ({' '.join(DETECT_EXTS)})")
+        else: found = []; problems.append(f"{a}: no such file or folder")
+        for q in found: add(q)
+    return files, problems
+
+# %% ../nbs/11_cli.ipynb #8f797556
+def load_detector_file(path, weights=None) -> DetectionPipeline:
+    "`DetectionPipeline.load(path, weights)` with a one-line error naming `path` for a file that is not a calibrated saved pipeline."
+    try: pipe = DetectionPipeline.load(path, weights=weights)
+    except (FileNotFoundError, ValueError): raise
+    except (KeyError, EOFError, RuntimeError, pickle.UnpicklingError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"detector file {path} is not a file written by DetectionPipeline.save ({type(e).__name__}: {first[:120]})") from e
+    if pipe.threshold is None:
+        raise ValueError(f"detector file {path}: the detector has no calibrated threshold (fit it with a validation split, or calibrate() it, before saving)")
+    return pipe
+
+# %% ../nbs/11_cli.ipynb #f681d5ea
+@command('detect')
+def detect_cmd(
+    images: Annotated[str, {'nargs': '+', 'metavar': 'IMAGES'}],                # image files, folders (searched recursively) or glob patterns
+    detector: Annotated[str, {'required': True, 'metavar': 'PATH'}] = None,     # detector file written by DetectionPipeline.save (a run's detector.pt)
+    out: str = 'detections.csv',                                                # CSV to write, one row per image scored
+    weights: str = None,                                                        # local backbone weights, for a detector file that does not hold them
+    batch_size: int = 64,                                                       # images read and scored at a time
+):
+    "Screen images with a saved detector: P(adversarial), flagged and predicted class per image, in a CSV."
+    pipe = load_detector_file(detector, weights)
+    if batch_size < 1: raise ValueError(f"--batch-size must be a positive integer, got {batch_size}")
+    files, problems = image_inputs(images)
+    for m in problems: print(f"drsn-tvl detect: skipped {m}", file=sys.stderr)
+    skipped, tabs, classes = len(problems), [], pipe.detector.classes
+    log_level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)       # one line of ours per bad file, not OpenCV's decoder chatter
+    try:
+        for i in range(0, len(files), batch_size):
+            imgs, paths = [], []
+            for f in files[i:i + batch_size]:
+                try: imgs.append(resize(read_image(f), pipe.img_size)); paths.append(str(f))
+                except (OSError, ValueError, cv2.error) as e:                # DataError is a ValueError, DataNotFound an OSError
+                    print(f"drsn-tvl detect: skipped {f}: {e}", file=sys.stderr); skipped += 1
+            if imgs: tabs.append(pipe.score(np.stack(imgs)).assign(path=paths))
+    finally: cv2.utils.logging.setLogLevel(log_level)
+    if not tabs:
+        raise ValueError(f"no readable image in {' '.join(map(str, images))} ({skipped} skipped); expected image files ({' '.join(DETECT_EXTS)})")
+    df = pd.concat(tabs, ignore_index=True)
+    cols = ['path', 'p_adversarial', 'flagged', 'predicted']
+    if classes[1:] != ['adversarial']:                                        # an identify-task detector: one class per attack
+        df['attack'] = np.asarray(classes[1:])[df[[f'p_{c}' for c in classes[1:]]].to_numpy().argmax(1)]
+        cols.append('attack')
+    df = df[cols + [f'p_{c}' for c in classes if f'p_{c}' not in cols]]      # a detect-task detector's p_adversarial is already there
+    atomic_write(out, lambda p: df.to_csv(p, index=False))
+    print(f"{len(df)} images, {int(df['flagged'].sum())} flagged (P(adversarial) > {pipe.threshold:.3f}), {skipped} skipped: wrote {out}")

@@ -20,11 +20,12 @@ from torch.utils.data import Dataset
 from .core import DataError, DataNotFound, StageConfig, atomic_write, get_settings, settings_hash
 
 # %% auto #0
-__all__ = ['SPLITS', 'DATASETS', 'PHANTOM_SIZE', 'IMG_EXTS', 'NIH_FINDINGS', 'APTOS_GRADES', 'HAM_CLASSES', 'DataConfig',
-           'to_uint8_rgb', 'read_image', 'resize', 'to_tensor', 'assign_splits', 'MedicalDataset', 'DatasetSpec',
-           'register_dataset', 'list_datasets', 'find_root', 'dataset_table', 'get_index', 'get_dataset', 'get_splits',
-           'draw_phantom', 'PhantomArray', 'image_files', 'read_csv', 'class_folders', 'medmnist_info', 'medmnist_file',
-           'load_npz', 'OrthoSlices', 'load_arrays']
+__all__ = ['SPLITS', 'DATASETS', 'PHANTOM_SIZE', 'IMG_EXTS', 'NIH_FINDINGS', 'APTOS_GRADES', 'HAM_CLASSES', 'FOLDER_LAYOUT',
+           'FOLDER_EXTS', 'DataConfig', 'to_uint8_rgb', 'dicom_to_uint8', 'read_dicom', 'read_image', 'resize',
+           'to_tensor', 'assign_splits', 'MedicalDataset', 'DatasetSpec', 'register_dataset', 'list_datasets',
+           'find_root', 'dataset_table', 'get_index', 'get_dataset', 'get_splits', 'draw_phantom', 'PhantomArray',
+           'image_files', 'read_csv', 'class_folders', 'medmnist_info', 'medmnist_file', 'load_npz', 'OrthoSlices',
+           'label_codes', 'folder_csv', 'load_arrays']
 
 # %% ../nbs/01_data.ipynb #396021fb
 @dataclass(frozen=True)
@@ -63,11 +64,48 @@ def to_uint8_rgb(img: np.ndarray, source='image') -> np.ndarray:
     if img.shape[2] == 4: img = img[..., :3]
     return np.ascontiguousarray(img)
 
+# %% ../nbs/01_data.ipynb #f2cf4d04
+def dicom_to_uint8(arr, photometric='MONOCHROME2', source='DICOM image') -> np.ndarray:
+    "DICOM pixel data → H×W×3 uint8 RGB: grey windowed by its own min/max onto 0-255 (MONOCHROME1 inverted), colour kept."
+    arr, photometric = np.asarray(arr), str(photometric).strip().upper()
+    if photometric.startswith('MONOCHROME'):
+        if arr.ndim != 2: raise DataError(f"{source}: expected one H×W grey frame, got pixel data of shape {arr.shape}")
+        a = arr.astype(np.float64)
+        lo, hi = float(a.min()), float(a.max())
+        out = np.zeros(a.shape, np.uint8) if hi == lo else np.round((a - lo) * (255 / (hi - lo))).astype(np.uint8)
+        return to_uint8_rgb(255 - out if photometric == 'MONOCHROME1' else out, source)
+    if arr.ndim != 3 or arr.shape[2] != 3:
+        raise DataError(f"{source}: expected H×W×3 colour pixel data for photometric interpretation {photometric}, got shape {arr.shape}")
+    if arr.dtype in (np.uint8, np.uint16): return to_uint8_rgb(arr, source)
+    a = arr.astype(np.float64); lo, hi = float(a.min()), float(a.max())
+    return np.zeros(a.shape, np.uint8) if hi == lo else np.round((a - lo) * (255 / (hi - lo))).astype(np.uint8)
+
+# %% ../nbs/01_data.ipynb #b401c54c
+def read_dicom(path) -> np.ndarray:
+    "Read a single-frame DICOM file as H×W×3 uint8 RGB (`dicom_to_uint8`); needs the optional `pydicom` package."
+    path = Path(path)
+    if not path.is_file(): raise DataNotFound(f"DICOM file {path} does not exist")
+    try: import pydicom
+    except ImportError as e:
+        raise DataError(f"{path}: reading DICOM (.dcm) files needs pydicom, which is not installed; "
+                        "install it with `pip install pydicom` (compressed DICOMs also need pylibjpeg or gdcm)") from e
+    try:
+        ds = pydicom.dcmread(path)
+        frames = int(ds.get('NumberOfFrames', 1) or 1)
+        if frames > 1: raise DataError(f"DICOM file {path} holds {frames} frames; expected a single 2D image (export one frame)")
+        arr, pi = ds.pixel_array, str(ds.get('PhotometricInterpretation', 'MONOCHROME2'))
+        if pi.strip().upper() == 'PALETTE COLOR': arr, pi = pydicom.pixels.apply_color_lut(arr, ds), 'RGB'
+    except DataError: raise
+    except Exception as e:
+        raise DataError(f"DICOM file {path} is corrupt or pydicom cannot decode its pixel data ({type(e).__name__}: {e})") from e
+    return dicom_to_uint8(arr, pi, path)
+
 # %% ../nbs/01_data.ipynb #ece4d6ed
 def read_image(path) -> np.ndarray:
-    "Read an image file as H×W×3 uint8 RGB; a clear error names a missing or corrupt file."
+    "Read an image file (OpenCV formats, or DICOM `.dcm` with pydicom) as H×W×3 uint8 RGB; a clear error names a missing or corrupt file."
     path = Path(path)
     if not path.is_file(): raise DataNotFound(f"image file {path} does not exist")
+    if path.suffix.lower() == '.dcm': return read_dicom(path)
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if img is None or img.size == 0: raise DataError(f"image file {path} is corrupt or not an image OpenCV can read")
     if img.ndim == 3 and img.shape[2] == 3: img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
@@ -319,9 +357,9 @@ def _synthetic(seed: int, n: int):
 # %% ../nbs/01_data.ipynb #1f913886
 IMG_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
 
-def image_files(folder) -> list:
-    "Image files (png, jpg, jpeg, bmp, tif; any case) directly in `folder`, sorted."
-    return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMG_EXTS)
+def image_files(folder, exts=IMG_EXTS) -> list:
+    "Image files with a suffix in `exts` (default png, jpg, jpeg, bmp, tif; any case) directly in `folder`, sorted."
+    return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in exts)
 
 # %% ../nbs/01_data.ipynb #b1fb3630
 def read_csv(path, columns) -> pd.DataFrame:
@@ -335,7 +373,7 @@ def read_csv(path, columns) -> pd.DataFrame:
     return df
 
 # %% ../nbs/01_data.ipynb #90d21165
-def class_folders(root, classes=None, name='dataset') -> tuple:
+def class_folders(root, classes=None, name='dataset', exts=IMG_EXTS) -> tuple:
     "Index a `<class>/<image>` layout: (DataFrame item,label; class names). Errors on missing or empty class folders."
     root = Path(root)
     found = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith('.'))
@@ -345,8 +383,8 @@ def class_folders(root, classes=None, name='dataset') -> tuple:
     for i, c in enumerate(classes):
         d = root / c
         if not d.is_dir(): raise DataNotFound(f"{name}: class folder {d} does not exist (found {found})")
-        fs = image_files(d)
-        if not fs: raise DataError(f"{name}: class folder {d} holds no images ({', '.join(IMG_EXTS)})")
+        fs = image_files(d, exts)
+        if not fs: raise DataError(f"{name}: class folder {d} holds no images ({', '.join(exts)})")
         rows += [(str(f), i) for f in fs]
     return pd.DataFrame(rows, columns=['item', 'label']), classes
 
@@ -550,6 +588,73 @@ def _lidc(root, size=28, download=False):
     path = medmnist_file(root, 'nodulemnist3d', size, download)
     idx, vols = _npz_index(path, lambda l: np.asarray(l).reshape(-1).astype(np.int64))
     return idx, ['benign', 'malignant'], OrthoSlices(vols)
+
+# %% ../nbs/01_data.ipynb #352a4fb2
+def label_codes(values, source='labels') -> tuple:
+    "Integer codes and class names of a label column: distinct labels sorted (integers numerically); at least two."
+    s = pd.Series(values).reset_index(drop=True)
+    if s.isna().any():
+        lines = (np.flatnonzero(s.isna()) + 2).tolist()
+        raise DataError(f"{source}: empty label on line(s) {lines[:5]}{' ...' if len(lines) > 5 else ''}; every row needs a label")
+    if pd.api.types.is_float_dtype(s) and (s == s.round()).all(): s = s.astype(np.int64)
+    if pd.api.types.is_integer_dtype(s): keys = sorted(s.unique().tolist())
+    else: s = s.astype(str).str.strip(); keys = sorted(s.unique())
+    if len(keys) < 2: raise DataError(f"{source}: only one class ({str(keys[0])!r}); expected at least two classes")
+    return s.map({k: i for i, k in enumerate(keys)}).to_numpy(np.int64), [str(k) for k in keys]
+
+# %% ../nbs/01_data.ipynb #7730f4af
+FOLDER_LAYOUT = ('<root>/<class>/<image> (class sub-folders, at least two), or a CSV with columns path,label[,patient] '
+                 "(root = the CSV or a folder holding one .csv; paths relative to the CSV's folder or absolute)")
+FOLDER_EXTS = IMG_EXTS + ('.dcm',)
+
+def folder_csv(csv) -> tuple:
+    "Index a CSV of `path,label[,patient]`: (DataFrame item,label[,group]; class names), every path checked."
+    csv = Path(csv)
+    try: df = read_csv(csv, ['path', 'label'])
+    except DataError as e: raise DataError(f"{e}. Expected layout: {FOLDER_LAYOUT}") from e
+    if df.empty: raise DataError(f"CSV file {csv} has no rows; expected one row per image with columns path,label[,patient]")
+    lines = df.index.to_numpy() + 2                                   # line 1 is the header
+    p = df['path'].astype('string').str.strip()
+    if (p.isna() | (p == '')).any():
+        raise DataError(f"CSV file {csv}: column 'path' is empty on line(s) {lines[(p.isna() | (p == '')).to_numpy()][:5].tolist()}")
+    items = [str(q if q.is_absolute() else csv.parent / q) for q in (Path(v).expanduser() for v in p)]
+    missing = [(ln, it) for ln, it in zip(lines, items) if not Path(it).is_file()]
+    if missing:
+        raise DataNotFound(f"CSV file {csv}: {len(missing)} path(s) do not exist, e.g. line {missing[0][0]}: {missing[0][1]} "
+                           f"(relative paths are resolved against {csv.parent})")
+    dup = pd.Series([str(Path(it).resolve()) for it in items]).duplicated(keep=False).to_numpy()
+    if dup.any(): raise DataError(f"CSV file {csv}: lines {lines[dup][:5].tolist()} list the same image file; list each image once")
+    codes, classes = label_codes(df['label'], f"CSV file {csv}, column 'label'")
+    idx = pd.DataFrame({'item': items, 'label': codes})
+    if 'patient' in df:
+        pt = df['patient'].astype('string').str.strip()
+        bad = (pt.isna() | (pt == '')).to_numpy()
+        if bad.any(): raise DataError(f"CSV file {csv}: column 'patient' is empty on line(s) {lines[bad][:5].tolist()}; "
+                                      "give every row a patient id, or drop the column")
+        idx['group'] = pt.to_numpy(str)
+    return idx, classes
+
+# %% ../nbs/01_data.ipynb #52099a7e
+@register_dataset('folder', 'per folder', ['(from the folder)'], FOLDER_LAYOUT)
+def _folder(root, csv=None):
+    "Your own images: class sub-folders, or a CSV of path,label[,patient] (split by patient when given)."
+    root = Path(root)
+    if csv is not None:
+        csv = Path(csv).expanduser()
+        return *folder_csv(csv if csv.is_absolute() or root.is_file() else root / csv), None
+    if root.is_file():
+        if root.suffix.lower() != '.csv': raise DataError(f"folder: root {root} is a file but not a .csv; expected {FOLDER_LAYOUT}")
+        return *folder_csv(root), None
+    csvs = sorted(p for p in root.glob('*.csv') if p.is_file())
+    if len(csvs) > 1:
+        raise DataError(f"folder: {root} holds several CSV files ({', '.join(p.name for p in csvs)}); pass root=<one of them> or csv=")
+    if csvs: return *folder_csv(csvs[0]), None
+    found = [d for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith('.')]
+    if not found: raise DataError(f"folder: {root} has no class sub-folders and no .csv; expected {FOLDER_LAYOUT}")
+    if len(found) < 2:
+        raise DataError(f"folder: {root} has only one class folder ({found[0].name!r}); expected at least two, <root>/<class>/<image>")
+    idx, classes = class_folders(root, None, f'folder {root}', FOLDER_EXTS)
+    return idx, classes, None
 
 # %% ../nbs/01_data.ipynb #30ea5ef0
 def load_arrays(ds: MedicalDataset, cache_dir=None, cache=True, progress=True, cfg: DataConfig | None = None):

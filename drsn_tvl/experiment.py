@@ -17,12 +17,13 @@ from .core import atomic_write, get_settings, seed_everything
 from .data import DATASETS, SPLITS, find_root
 
 # %% auto #0
-__all__ = ['PAPER_TABLES', 'FROM_SETTINGS', 'PARAMS', 'PRESETS', 'METRICS', 'paper_table', 'experiment_params', 'check_params',
-           'stage_victim', 'stage_generators', 'stage_adversarial', 'extractor_for', 'stage_features', 'detection_data',
-           'fit_and_score', 'summarise', 'caption', 'table_detectors', 'table_generators', 'table_backbones',
-           'table_unseen', 'plot_roc', 'plot_confusion', 'plot_eps_sweep', 'write_report', 'Run', 'run_attack_stages',
-           'run_detector_stages', 'run_paper_tables', 'run_beyond', 'run_eps_sweep', 'finish_run', 'run_experiment',
-           'experiment_notebook', 'run_name', 'run_notebook']
+__all__ = ['PAPER_TABLES', 'FROM_SETTINGS', 'PARAMS', 'PRESETS', 'METRICS', 'SIMPLEST', 'PROGRESS', 'STAGES', 'paper_table',
+           'experiment_params', 'check_params', 'stage_victim', 'stage_generators', 'stage_adversarial',
+           'extractor_for', 'stage_features', 'detection_data', 'fit_and_score', 'summarise', 'caption',
+           'table_detectors', 'table_generators', 'table_backbones', 'table_unseen', 'plot_roc', 'plot_confusion',
+           'plot_eps_sweep', 'summary_md', 'write_report', 'Run', 'run_attack_stages', 'run_detector_stages',
+           'run_paper_tables', 'run_beyond', 'run_eps_sweep', 'finish_run', 'run_experiment', 'experiment_notebook',
+           'run_name', 'ProgressEcho', 'run_notebook']
 
 # %% ../nbs/09_experiments.ipynb #3477e8f9
 _M = ['accuracy', 'precision', 'sensitivity', 'f1']
@@ -253,14 +254,16 @@ def caption(p, data: dict, what: str) -> str:
             f"victim {p['victim_backbone']}; detection rows per split: {sizes}; seeds {p['seeds']}; preset {p['preset']}.")
 
 # %% ../nbs/09_experiments.ipynb #defb75fe
-def table_detectors(p, data) -> tuple:
-    "Tables 6-7 (all detectors), 8 (DRSN with/without TVL) and 9 (complexity) on the same features; also returns fitted detectors."
+def table_detectors(p, data, on_fit=None) -> tuple:
+    "Tables 6-7 (all detectors), 8 (DRSN with/without TVL) and 9 (complexity) on the same features; also returns fitted detectors. `on_fit(k, n, name, seed)` after each fit (progress)."
     rows, cplx, fitted = [], [], {}
+    n = len(p['detectors']) * len(p['seeds'])
     for name in p['detectors']:
         for seed in p['seeds']:
             det, m = fit_and_score(p, name, data, seed)
             rows.append(dict(detector=name, seed=seed, **{k: m[k] for k in METRICS if k in m}))
             fitted.setdefault(name, (det, m))
+            if on_fit: on_fit(len(rows), n, name, seed)
         c = fitted[name][0].complexity()
         cplx.append(dict(detector=name, params_M=round(c['params_m'], 4), flops_G=round(c['gflops'], 5)))
     t67 = summarise(rows, 'detector')
@@ -366,26 +369,92 @@ def _save_fig(out: Path, name: str, fig):
     import matplotlib.pyplot as plt
     atomic_write(out / f'{name}.png', lambda f: fig.savefig(f, dpi=110, format='png')); plt.close(fig)
 
+# %% ../nbs/09_experiments.ipynb #786ff94f
+# paper rows per detector: (Table for chest X-ray, row), (Table for fundoscopy, row)
+_PAPER_ROWS = {'drsn_tvl': ((6, 'DRSN-TVL'), (7, 'DRSN-TVL')), 'cnn': ((6, 'CNN'), (7, 'CNN')), 'dnn': ((6, 'DNN'), (7, 'DNN')),
+               'transformer': ((6, 'Transformer'), (7, 'Transformer')),
+               'drsn': ((8, 'DRSN (without TVL), Chest X-Ray'), (8, 'DRSN (without TVL), Fundoscopy'))}
+# classic baselines from the simplest: a logistic regression on features (none registered yet), DFeat (a random forest
+# on pooled features, Ma et al. 2021), Mahalanobis, KD+BU, LID, then the pre-processing ones
+SIMPLEST = ['logreg', 'dfeat', 'mahalanobis', 'kd_bu', 'lid', 'mahalanobis_pp', 'squeeze']
+
+def _paper_acc(det: str) -> str:
+    if det not in _PAPER_ROWS: return '-'
+    return ' / '.join(f"{paper_table(n).loc[row, 'accuracy']:.2f}" for n, row in _PAPER_ROWS[det])
+
+# %% ../nbs/09_experiments.ipynb #acf746f3
+def summary_md(p: dict, tables: dict, figs: list, victim_accuracy=None, detector: str | None = None) -> str:
+    "The one-screen summary that opens `report.md` and the executed notebook, read from the run's `tables`."
+    acc = 'not recorded' if victim_accuracy is None else f"{100 * victim_accuracy:.1f} %"
+    L = ["## At a glance\n",
+         f"- **Victim** {p['victim_backbone']} on {p['dataset']} ({p['img_size']} px): clean test accuracy {acc}; "
+         f"standard attacks {list(p['attacks'])} and generators {list(p['generators'])} at eps {p['eps'] * 255:.0f}/255."]
+    t = tables.get('table_6_7')
+    if t is not None:
+        rows = pd.DataFrame({'accuracy': t['accuracy'], 'AUROC': t.get('auroc', '-'), 'TPR@5 %FPR': t.get('tpr_at_fpr', '-'),
+                             'paper accuracy (chest X-ray / fundoscopy)': [_paper_acc(d) for d in t.index]}, index=t.index)
+        L += ["- **Detection** (clean vs adversarial, test split, in %, `table_6_7`; the paper reports accuracy only, "
+              "Tables 6-8):\n", rows.to_markdown(), ""]
+    st, best = tables.get('table_beyond_static'), detector
+    if st is not None and len(st):
+        best = best if best in st.index else st.index[0]
+        base = next((b for b in SIMPLEST if b in st.index and b != best), None)
+        if base is not None:
+            note = '' if base == 'logreg' else f"; no logistic-regression baseline in this run, the row shown is `{base}`"
+            cell = lambda d: f"AUROC {st.loc[d, 'all auroc']}, TPR@5 %FPR {st.loc[d, 'all tpr_at_fpr']}, clean FPR {st.loc[d, 'clean fpr']}"
+            L += [f"- **Beside the simplest baseline, same rows** (`table_beyond_static`, attacks {list(p['attacks'])}, in %{note}): "
+                  f"`{best}` {cell(best)}; `{base}` {cell(base)}."]
+    ad = tables.get('table_beyond_adaptive')
+    if ad is not None and len(ad):
+        a = ad.reset_index() if 'detector' not in ad.columns else ad
+        a = a[a['detector'] == (best or a['detector'].iloc[0])]
+        parts = [f"{r.attack} at {r.eps_255:g}/255: detected {r.detected:g} %, evades victim and detector {r.evades_both:g} %"
+                 for r in a.itertuples()]
+        L += [f"- **Detector-aware attacker** (`table_beyond_adaptive`, `{a['detector'].iloc[0]}`, n = {a['n'].max()} test images): "
+              + '; '.join(parts) + '.']
+    if figs: L += ["- **Figures** (PNG beside this report): " + ', '.join(f"[{f}]({f}.png)" for f in figs) + '.']
+    L += [f"- **Detector** `detector.pt` (the best detector with its CLAHE and frozen backbone): "
+          "`drsn-tvl detect --detector <this folder>/detector.pt IMAGES...`", ""]
+    return '\n'.join(L)
+
 # %% ../nbs/09_experiments.ipynb #ddc096c1
-def write_report(out: Path, p: dict, tables: dict, figs: list) -> Path:
-    "`report.md` in `out`: the run's parameters, every table (with its caption) and every figure, in run order."
-    parts = [f"# drsn_tvl experiment: {p['dataset']}, preset {p['preset']}\n",
+def write_report(out: Path, p: dict, tables: dict, figs: list, summary: str = '') -> Path:
+    "`report.md` in `out`: the one-screen `summary`, the run's parameters, every table (with its caption) and every figure, in run order."
+    parts = [f"# drsn_tvl experiment: {p['dataset']}, preset {p['preset']}\n"] + ([summary] if summary else []) + [
              "Parameters: " + ', '.join(f"`{k}={v}`" for k, v in p.items() if k != 'out_dir') + "\n"]
     parts += [(out / f'{n}.md').read_text() for n in tables if (out / f'{n}.md').is_file()]
     parts += [f"![{n}]({n}.png)\n" for n in figs]
     return atomic_write(out / 'report.md', lambda f: Path(f).write_text('\n'.join(parts)))
 
 # %% ../nbs/09_experiments.ipynb #deeada40
+PROGRESS = '[drsn-tvl]'   # prefix of the run's progress lines (what `run_notebook` echoes to the terminal)
+# the stages of a run in order, as `Run.tick` names them (a skipped stage just counts as done)
+STAGES = ['victim', 'generator training', 'attacks + generators', 'unseen attacks', 'features', 'detectors', 'identify',
+          'generators table', 'backbones table', 'unseen tables', 'classic detectors', 'adaptive attack', 'eps sweep']
+
 class Run:
-    "One experiment run: its checked parameters `p`, output folder, the tables and figures written so far, seconds per stage."
-    def __init__(self, p: dict, show: bool = False):
-        self.p, self.show = p, bool(show)
+    "One experiment run: its checked parameters `p`, output folder, the tables and figures written so far, seconds per stage; prints progress lines (`progress`)."
+    def __init__(self, p: dict, show: bool = False, progress: bool = True):
+        self.p, self.show, self.progress = p, bool(show), bool(progress)
         self.out = Path(p['out_dir']); self.out.mkdir(parents=True, exist_ok=True)
         self.t0, self.times, self.tables, self.figs = time.time(), {}, {}, []
+        self.done, self.victim_accuracy, self.best = 0, None, None
+        self.say(f"run {p['dataset']}, preset {p['preset']}, into {self.out}; next: {STAGES[0]}")
 
-    def tick(self, stage: str):
-        "Record the wall-clock seconds since the previous tick as `stage`'s (cache hits included)."
+    def say(self, what: str):
+        "Print one progress line: stages done of `STAGES`, elapsed and estimated remaining time (tqdm's), `what`."
+        if not self.progress: return
+        from tqdm import tqdm
+        meter = tqdm.format_meter(self.done, len(STAGES), time.time() - self.t0, ascii=' #',
+                                  bar_format='{n_fmt}/{total_fmt} stages |{bar:10}| {elapsed} elapsed, ~{remaining} left')
+        print(f"{PROGRESS} {meter} | {what}", flush=True)
+
+    def tick(self, stage: str, count: str = ''):
+        "Record the wall-clock seconds since the previous tick as `stage`'s (cache hits included); print a progress line with `count`."
         self.times[stage] = round(time.time() - self.t0 - sum(self.times.values()), 1)
+        if stage in STAGES: self.done = max(self.done, STAGES.index(stage) + 1)
+        nxt = STAGES[self.done] if self.done < len(STAGES) else 'report'
+        self.say(f"done: {stage}{' (' + count + ')' if count else ''}; {len(self.tables)} tables written; next: {nxt}")
 
     def emit(self, name: str, df: pd.DataFrame, cap: str):
         "Keep table `name`, write it as CSV and Markdown (with its caption), and show it in a notebook."
@@ -408,14 +477,17 @@ def run_attack_stages(r: Run) -> dict:
     "Victim, generators, the standard and unseen attacks; writes `attack_stats` and `examples`. Returns the run's context."
     p = r.p
     seed_everything(p['seeds'][0])
-    victim = stage_victim(p); r.tick('victim')
+    victim = stage_victim(p)
     vm = victim.meta.get('test', {}) if isinstance(getattr(victim, 'meta', None), dict) else {}
+    r.victim_accuracy = vm.get('accuracy')
+    r.tick('victim', f"clean test accuracy {100 * vm.get('accuracy', float('nan')):.1f} %")
     main = list(p['attacks']) + list(p['generators'])
-    stage_generators(p, victim); r.tick('generator training')
-    asets = stage_adversarial(p, victim, main); r.tick('attacks + generators')
+    stage_generators(p, victim); r.tick('generator training', f"{len(p['generators'])} generators")
+    asets = stage_adversarial(p, victim, main)
+    r.tick('attacks + generators', f"{sum(len(a.labels) for a in asets.values())} images attacked by {len(main)} attacks")
     unseen = list(dict.fromkeys(list(p['strong_attacks']) + list(p['independent_attacks'])))
     test_unseen = stage_adversarial(p, victim, unseen, ('test',), n_max=p['max_images_strong'])['test'] if unseen else None
-    r.tick('unseen attacks')
+    r.tick('unseen attacks', f"{len(test_unseen.labels) if unseen else 0} test images attacked by {len(unseen)} attacks")
     stats = pd.concat([a.stats.assign(split=s) for s, a in asets.items()] + ([test_unseen.stats.assign(split='test')] if unseen else []))
     stats = stats.drop(columns=['path'], errors='ignore')
     r.emit('attack_stats', stats.set_index(['split', 'attack']).round(4),
@@ -429,23 +501,28 @@ def run_attack_stages(r: Run) -> dict:
 
 # %% ../nbs/09_experiments.ipynb #0d0bbc12
 def run_detector_stages(r: Run, ctx: dict) -> dict:
-    "Features, the detectors of Tables 6-9 (ROC and confusion figures) and the identify task; adds `data` and `best` to `ctx`."
+    "Features, the detectors of Tables 6-9 (ROC and confusion figures), `detector.pt` (the best one) and the identify task; adds `data` and `best` to `ctx`."
     p, asets, main = r.p, ctx['asets'], ctx['main']
-    data = detection_data(p, asets, main); r.tick('features')
-    t67, t8, t9, fitted, raw = table_detectors(p, data); r.tick('detectors')
+    data = detection_data(p, asets, main); r.tick('features', f"{sum(len(d) for d in data.values())} detection rows")
+    t67, t8, t9, fitted, raw = table_detectors(p, data, on_fit=lambda k, n, name, seed: r.say(f"detectors: {k}/{n} fitted ({name}, seed {seed})"))
+    r.tick('detectors', f"{len(raw)} detectors fitted")
     r.emit('table_6_7', t67, r.caption(data, 'Detection (clean vs adversarial) by detector, test split, in %'))
     r.emit('table_8', t8, r.caption(data, 'DRSN with (drsn_tvl) and without (drsn) the total-variation loss, in %'))
     r.emit('table_9', t9, r.caption(data, f"Parameters (M) and FLOPs (G, torch.utils.flop_counter, one feature map) of each detector "
                                           f"on features of shape {tuple(data['train'].x.shape[1:])}"))
     r.fig('roc', plot_roc(fitted, data['test'], f"{p['dataset']}: ROC on test (eps {p['eps'] * 255:.0f}/255)"))
     best, m_best = fitted['drsn_tvl'] if 'drsn_tvl' in fitted else next(iter(fitted.values()))
+    from drsn_tvl.model import DetectionPipeline
+    DetectionPipeline(best, img_size=p['img_size'], clahe=asets['test'].clahe_stage == 'after_attack',
+                      extractor=extractor_for(p)).save(r.out / 'detector.pt')
+    r.best = best.name; r.say(f"saved {best.name} as {r.out / 'detector.pt'}")
     r.fig('confusion', plot_confusion(m_best['confusion'], data['test'].classes, f"{best.name}: detect, test"))
     ident = detection_data(p, asets, main, task='identify', attack_order=main)
     det_id, m_id = fit_and_score(p, 'drsn_tvl' if 'drsn_tvl' in p['detectors'] else p['detectors'][0], ident, p['seeds'][0])
     r.emit('identify', pd.DataFrame([{k: round(100 * m_id[k], 2) for k in ('accuracy', 'precision', 'sensitivity', 'f1', 'auroc')}],
                                     index=[det_id.name]), r.caption(ident, f"Identify task (clean + {len(main)} attack classes, macro metrics), in %"))
     r.fig('confusion_identify', plot_confusion(m_id['confusion'], ident['test'].classes, f"{det_id.name}: identify, test"))
-    r.tick('identify')
+    r.tick('identify', f"{len(main) + 1} classes")
     return dict(ctx, data=data, best=best)
 
 # %% ../nbs/09_experiments.ipynb #0672ef2b
@@ -455,17 +532,17 @@ def run_paper_tables(r: Run, ctx: dict):
     if p['generators']:
         r.emit('table_2_3', table_generators(p, ctx['asets'], data),
                r.caption(data, 'DRSN-TVL trained on clean vs one generator, scored on that generator (and on the standard attacks), in %'))
-    r.tick('generators table')
+    r.tick('generators table', f"{len(p['generators']) * len(p['seeds'])} detectors fitted" if p['generators'] else 'skipped')
     if len(p['backbones']) > 1 or p['backbones'][0] != p['backbone']:
         r.emit('table_4_5', table_backbones(p, ctx['asets'], ctx['main']), r.caption(data, 'DRSN-TVL on the features of each backbone, in %'))
-    r.tick('backbones table')
+    r.tick('backbones table', f"{len(p['backbones'])} backbones" if 'table_4_5' in r.tables else 'skipped')
     if ctx['unseen']:
         for name, group in (('table_10', p['strong_attacks']), ('table_11', p['independent_attacks'])):
             if group: r.emit(name, table_unseen(p, best, ctx['test_unseen'], group),
                              r.caption(data, f"{best.name} (seed {p['seeds'][0]}) trained on {ctx['main']}, scored on balanced clean vs "
                                              f"unseen-attack test sets of at most {p['max_images_strong']} images (n per attack in the "
                                              f"table; eps for L∞ attacks); in %"))
-    r.tick('unseen tables')
+    r.tick('unseen tables', f"{len(ctx['unseen'])} unseen attacks scored")
 
 # %% ../nbs/09_experiments.ipynb #5be9b078
 def run_beyond(r: Run, ctx: dict):
@@ -480,7 +557,7 @@ def run_beyond(r: Run, ctx: dict):
     r.emit('table_beyond_static', (ct * 100).round(2),
            r.caption(data, f"Not in the paper: classic detectors beside {best.name} (seed {p['seeds'][0]}) on the standard attacks "
                            f"{list(p['attacks'])}: AUROC and TPR at the 5 %-FPR threshold of valid (and clean FPR), test split, in %"))
-    r.tick('classic detectors')
+    r.tick('classic detectors', f"{len(p['baselines'])} classic detectors fitted")
     if p['adaptive_max_images']:
         at = adaptive_table(ctx['victim'], fx, fitted_b, ctx['asets']['test'], eps_list=p['adaptive_eps'], kinds=tuple(p['adaptive_kinds']),
                             steps=p['adaptive_steps'], seed=p['seeds'][0], n_max=p['adaptive_max_images'])
@@ -490,7 +567,7 @@ def run_beyond(r: Run, ctx: dict):
                                f"detector logit, BPDA through CLAHE/non-differentiable steps) on at most {p['adaptive_max_images']} "
                                f"correctly classified test images; rates in %, threshold at 5 % clean FPR on valid"))
         r.fig('adaptive', plot_adaptive(at, f"{p['dataset']}: evades victim and detector"))
-    r.tick('adaptive attack')
+    r.tick('adaptive attack', f"{len(p['adaptive_eps'] or []) * len(p['adaptive_kinds'])} budgets × attacks" if p['adaptive_max_images'] else 'skipped')
 
 # %% ../nbs/09_experiments.ipynb #9ee5203d
 def run_eps_sweep(r: Run, ctx: dict):
@@ -498,7 +575,8 @@ def run_eps_sweep(r: Run, ctx: dict):
     p, best = r.p, ctx['best']
     if p['eps_sweep']:
         rows = []
-        for e in p['eps_sweep']:
+        for k, e in enumerate(p['eps_sweep']):
+            r.say(f"eps sweep: {k}/{len(p['eps_sweep'])} budgets done, next eps {e * 255:g}/255")
             sw = stage_adversarial(p, ctx['victim'], list(p['attacks']), ('test',), eps=e, n_max=p.get('sweep_max_images') or p['max_images'])['test']
             t = table_unseen(p, best, sw, list(p['attacks']))
             for a, row in t.iterrows():
@@ -509,18 +587,22 @@ def run_eps_sweep(r: Run, ctx: dict):
                r.caption(ctx['data'], f"Detection (TPR at the 5 %-FPR threshold of valid) by {best.name} (seed {p['seeds'][0]}, trained at the "
                                       f"eps below) against the test attacks' eps 1-8/255"))
         r.fig('eps_sweep', plot_eps_sweep(sweep, f"{p['dataset']}: {best.name} vs eps"))
-    r.tick('eps sweep')
+    r.tick('eps sweep', f"{len(p['eps_sweep'])} budgets")
 
 # %% ../nbs/09_experiments.ipynb #13e87aef
 def finish_run(r: Run) -> dict:
-    "The paper's own tables beside ours, `stage_seconds`, `results.json` and `report.md`; returns the tables."
+    "The paper's own tables beside ours, `stage_seconds`, `results.json`, `summary.md` and `report.md` (which opens with the summary); returns the tables."
     for n in (2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15):
         _save_table(r.out, f'paper_table_{n}', paper_table(n), 'reported by the paper, not measured here')
     r.emit('stage_seconds', pd.DataFrame([r.times]), 'wall-clock seconds per stage of this run (includes cache hits)')
     res = dict(params=r.p, tables={k: json.loads(v.reset_index().to_json(orient='records')) for k, v in r.tables.items()}, seconds=r.times)
     atomic_write(r.out / 'results.json', lambda f: Path(f).write_text(json.dumps(res, indent=1, default=str)))
-    write_report(r.out, r.p, r.tables, r.figs)
-    print(f"report: {r.out / 'report.md'} (tables as CSV/Markdown, figures as PNG in {r.out})")
+    summary = summary_md(r.p, r.tables, r.figs, r.victim_accuracy, r.best)
+    atomic_write(r.out / 'summary.md', lambda f: Path(f).write_text(summary))
+    write_report(r.out, r.p, r.tables, r.figs, summary)
+    if r.show:
+        from IPython.display import display, Markdown; display(Markdown(summary))
+    r.say(f"finished; report: {r.out / 'report.md'} (tables as CSV/Markdown, figures as PNG, detector.pt in {r.out})")
     return r.tables
 
 # %% ../nbs/09_experiments.ipynb #c2e4bd8b
@@ -568,16 +650,38 @@ def run_name(p: dict) -> str:
     flag = (p.get('ds_kwargs') or {}).get('flag')
     return f"{p['dataset']}{'-' + flag if flag else ''}-{p['preset']}"
 
+# %% ../nbs/09_experiments.ipynb #8902aaca
+class ProgressEcho:
+    "A file for papermill's `stdout_file`: the kernel's stdout arrives in chunks; whole lines starting with `prefix` go to `stream` (default: sys.stdout)."
+    def __init__(self, stream=None, prefix: str = PROGRESS):
+        self.stream, self.prefix, self.buf = stream, prefix, ''
+    def write(self, s: str) -> int:
+        *lines, self.buf = (self.buf + s).split('\n')
+        out = self.stream or sys.stdout
+        for l in lines:
+            if l.startswith(self.prefix): out.write(l + '\n')
+        return len(s)
+    def flush(self): (self.stream or sys.stdout).flush()
+
 # %% ../nbs/09_experiments.ipynb #9104b2d4
 def run_notebook(dataset='synthetic', preset='quick', out_dir=None, data_root=None, params=None, log_output=False) -> Path:
-    "Execute the experiment notebook with papermill into `out_dir` (tables, figures, executed notebook); returns the notebook path."
-    import papermill as pm
+    "Execute the experiment notebook with papermill into `out_dir` (tables, figures, executed notebook, progress lines on stdout); returns the notebook path."
+    import papermill as pm, nbformat
     p = check_params(experiment_params(preset, dataset=dataset, data_root=data_root, **(params or {})))
     for k in ('data_root', 'root'):           # the notebook runs in the output folder: relative paths must not change meaning
         if p[k]: p[k] = str(Path(p[k]).expanduser().resolve())
     out = Path(out_dir or Path('out') / run_name(p)).resolve(); out.mkdir(parents=True, exist_ok=True)
     p['out_dir'] = str(out)
     nb = out / 'experiment.ipynb'
-    pm.execute_notebook(str(experiment_notebook()), str(nb), parameters=p, cwd=str(out),
-                        log_output=log_output, progress_bar=False, kernel_name='python3')
+    # progress: papermill's stdout_file sees the kernel's stdout as it streams (log_output=True logs everything instead);
+    # the kernel's stderr (our warnings, errors) goes to ours;
+    # the kernel's own TCP-without-encryption warning is silenced by its log level (see above)
+    pm.execute_notebook(str(experiment_notebook()), str(nb), parameters=p, cwd=str(out), log_output=log_output,
+                        stdout_file=None if log_output else ProgressEcho(),
+                        stderr_file=None if log_output else sys.stderr, progress_bar=False, kernel_name='python3',
+                        extra_arguments=['--IPKernelApp.log_level=ERROR'])
+    if (out / 'summary.md').is_file():        # the executed notebook opens with the run's summary
+        book = nbformat.read(str(nb), as_version=4)
+        book.cells.insert(0, nbformat.v4.new_markdown_cell((out / 'summary.md').read_text(), id='run-summary'))
+        atomic_write(nb, lambda f: nbformat.write(book, str(f)))
     return nb

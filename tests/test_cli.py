@@ -1,12 +1,15 @@
-"The drsn-tvl command line: the parser built from the command signatures, error handling, and the prepare stage end to end."
+"The drsn-tvl command line: the parser built from the command signatures, error handling, the prepare stage and detect end to end."
 import argparse, json, subprocess, sys
 from pathlib import Path
 from typing import Annotated
+import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from drsn_tvl.cli import COMMANDS, build_parser, cli_args, command, main
-from drsn_tvl.data import SPLITS
+from drsn_tvl.data import SPLITS, read_image, resize
+from drsn_tvl.model import DetectionPipeline
 from drsn_tvl.victim import VICTIM_RECIPES
 from test_data import EXPECTED
 import _fakes
@@ -33,9 +36,13 @@ OPTIONS = {
                  '--random-weights': ('random_weights', 'flag', False), '--out': ('out', str, None),
                  '--overwrite': ('overwrite', 'flag', False), '--verify': ('verify', 'flag', False)},
     'detectors': {'--in-shape': ('in_shape', str, '2560,7,7')},
-    'run': {'--dataset': ('dataset', str, 'synthetic'), '--data-root': ('data_root', str, None), '--preset': ('preset', str, 'quick'),
-            '--out': ('out_dir', str, None), '-p': ('kv', 'kv', None)},
+    'run': {'--dataset': ('dataset', str, 'synthetic'), '--data-root': ('data_root', str, None), '--root': ('root', str, None),
+            '--preset': ('preset', str, 'quick'), '--out': ('out_dir', str, None), '-p': ('kv', 'kv', None)},
+    'detect': {'--detector': ('detector', str, None), '--out': ('out', str, 'detections.csv'), '--weights': ('weights', str, None),
+               '--batch-size': ('batch_size', int, 64)},
 }
+# what a command cannot be parsed without (argv, and the values it sets): detect's --detector and its IMAGES
+REQUIRED = {'detect': (['--detector', 'det.pt', 'a.png', 'scans'], {'detector': 'det.pt', 'images': ['a.png', 'scans']})}
 
 def parse(*argv): return build_parser().parse_args(list(argv))
 
@@ -51,15 +58,15 @@ def test_every_command_registered():
 
 @pytest.mark.parametrize('cmd', sorted(OPTIONS))
 def test_flags_dests_defaults(cmd):
-    opts = OPTIONS[cmd]
-    assert vars(parse(cmd)) == {'cmd': cmd, **{dest: d for dest, _, d in opts.values()}}   # exactly these dests and defaults
+    opts, (need, given) = OPTIONS[cmd], REQUIRED.get(cmd, ([], {}))
+    assert vars(parse(cmd, *need)) == {'cmd': cmd, **{dest: d for dest, _, d in opts.values()}, **given}   # exactly these dests and defaults
     for flag, (dest, kind, _) in opts.items():
         if kind == 'flag': argv, want = [flag], True
         elif kind == 'kv': argv, want = [flag, 'epochs', '3', flag, 'seeds', '0,1'], [['epochs', '3'], ['seeds', '0,1']]
         elif isinstance(kind, tuple): argv, want = [flag, kind[-1]], kind[-1]
         elif kind is str: argv, want = [flag, 'x1'], 'x1'
         else: argv, want = [flag, '7'], kind('7')
-        got = getattr(parse(cmd, *argv), dest)
+        got = getattr(parse(cmd, *need, *argv), dest)
         assert got == want and type(got) is type(want), (cmd, flag, got)
 
 @pytest.mark.parametrize('cmd,argv,msg', [
@@ -74,6 +81,9 @@ def test_flags_dests_defaults(cmd):
     ('adversarial', ['--all', 'yes'], 'unrecognized arguments: yes'),        # a store_true flag takes no value
     ('run', ['--out-dir', 'x'], 'unrecognized arguments'),                   # --out keeps its old spelling
     ('adversarial', ['--keep-all'], 'unrecognized arguments'),
+    ('detect', ['scans'], 'the following arguments are required: --detector'),
+    ('detect', ['--detector', 'd.pt'], 'the following arguments are required: IMAGES'),
+    ('detect', ['--detector', 'd.pt', 'scans', '--batch-size', 'many'], "invalid int value: 'many'"),
 ])
 def test_usage_errors_exit_2(capsys, cmd, argv, msg):
     with pytest.raises(SystemExit) as e: main([cmd, *argv])
@@ -103,6 +113,10 @@ def test_help_texts_come_from_docments(capsys):
     assert '-p KEY VALUE override an experiment parameter' in out and 'one of quick' in out
     out = ' '.join(help_of(capsys, 'adversarial').split())
     assert '--all keep failed attacks too' in out and '--split {train,valid,test}' in out
+    out = ' '.join(help_of(capsys, 'detect').split())
+    assert 'usage: drsn-tvl detect [-h] --detector PATH' in out and 'IMAGES [IMAGES ...]' in out
+    assert 'IMAGES image files, folders (searched recursively) or glob patterns' in out
+    assert '--out (str) CSV to write, one row per image scored (default: detections.csv)' in out
 
 def test_top_level_help_and_no_command(capsys):
     out = ' '.join(help_of(capsys).split())
@@ -215,3 +229,122 @@ def test_cli_errors_are_clear(tmp_path):
     assert 'Traceback' not in r.stderr
     r = run('datasets', '--nope')                                # argparse's usage error, same status
     assert r.returncode == 2 and 'unrecognized arguments' in r.stderr
+
+# ---- run --root
+
+def test_run_root_reaches_the_experiment(monkeypatch, tmp_path, capsys):
+    calls = []
+    def fake_run_notebook(dataset, preset, out_dir, data_root, params, log_output=False):
+        calls.append((dataset, preset, out_dir, data_root, params)); return tmp_path / 'experiment.ipynb'
+    monkeypatch.setattr('drsn_tvl.cli.run_notebook', fake_run_notebook)
+    assert main(['run', '--dataset', 'folder', '--root', 'scans', '-p', 'epochs', '3']) in (0, None)
+    assert calls == [('folder', 'quick', None, None, {'epochs': 3, 'root': 'scans'})]
+    assert main(['run']) in (0, None) and calls[-1][-1] == {}                 # no --root: the experiment's own default
+    assert main(['run', '--root', 'a', '-p', 'root', 'a']) in (0, None) and calls[-1][-1] == {'root': 'a'}
+    assert main(['run', '--root', 'a', '-p', 'root', 'b']) == 2 and 'disagree' in capsys.readouterr().err
+    assert len(calls) == 3
+
+def test_run_root_is_checked_before_papermill(capsys, tmp_path):
+    assert main(['run', '--dataset', 'eye-diseases', '--root', str(tmp_path / 'nothing')]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith('drsn-tvl run: error:') and str(tmp_path / 'nothing') in err and 'does not exist' in err
+
+# ---- detect: screening a folder with a saved pipeline
+
+@pytest.fixture(scope='module')
+def saved_pipeline(tmp_path_factory):
+    "A calibrated detect-task dnn pipeline on lite0 features of random 32 px images, saved as a run saves it."
+    from drsn_tvl.features import create_extractor
+    from drsn_tvl.model import fit_detector, image_feature_maps, make_detection_set
+    fx, g = create_extractor('tf_efficientnet_lite0'), torch.Generator().manual_seed(1)
+    x = torch.rand(18, 3, 32, 32, generator=g)
+    fm = lambda im: image_feature_maps(im, fx, 32, clahe=True)
+    fc, fa = fm(x), fm((x + (torch.randint(0, 2, x.shape, generator=g) * 2 - 1) * 0.1).clamp(0, 1))
+    split = lambda s: make_detection_set(fc[s], fa[s], ['sign'] * len(fc[s]), task='detect')
+    det = fit_detector('dnn', split(slice(0, 12)), split(slice(12, 18)), epochs=3, progress=False)
+    pipe = DetectionPipeline(det, 'tf_efficientnet_lite0', 32, clahe=True, extractor=fx)
+    return pipe, pipe.save(tmp_path_factory.mktemp('run') / 'detector.pt')
+
+@pytest.fixture
+def scans(tmp_path):
+    "What a user's folder holds: an RGB PNG, a larger RGB JPEG, a grey PNG of another size in a subfolder, a corrupt PNG, a text file."
+    d = tmp_path / 'scans'
+    _fakes.write_img(d / 'a.png', size=32, seed=1)
+    _fakes.write_img(d / 'b.jpg', size=75, seed=2)
+    _fakes.write_img(d / 'sub' / 'c.png', size=48, color=False, seed=3)
+    (d / 'bad.png').write_bytes(b'\x89PNG\r\n\x1a\n not really')
+    (d / 'notes.txt').write_text('not an image')
+    return d
+
+def test_detect_scores_a_folder(saved_pipeline, scans, tmp_path, capsys):
+    pipe, det = saved_pipeline
+    out = tmp_path / 'res' / 'det.csv'
+    assert main(['detect', '--detector', str(det), str(scans), '--out', str(out)]) in (0, None)
+    cap = capsys.readouterr()
+    df = pd.read_csv(out)
+    assert list(df.columns) == ['path', 'p_adversarial', 'flagged', 'predicted', 'p_clean']   # p_adversarial once: it is 1 - p_clean
+    assert [Path(p).relative_to(scans).as_posix() for p in df['path']] == ['a.png', 'b.jpg', 'sub/c.png']
+    ims = [resize(read_image(p), 32) for p in df['path']]
+    assert ims[1].shape == ims[2].shape == (32, 32, 3)                       # a larger JPEG and a grey PNG, as trained
+    ref = pipe.score(np.stack(ims))
+    np.testing.assert_allclose(df['p_adversarial'], ref['p_adversarial'], atol=1e-6)
+    assert list(df['flagged']) == list(ref['flagged']) == list(ref['p_adversarial'] > pipe.threshold)
+    assert set(df['predicted']) <= {'clean', 'adversarial'} and 'attack' not in df   # a detect-task detector names no attack
+    k = int(ref['flagged'].sum())
+    assert cap.out == f"3 images, {k} flagged (P(adversarial) > {pipe.threshold:.3f}), 1 skipped: wrote {out}\n"
+    assert f'drsn-tvl detect: skipped {scans / "bad.png"}: image file' in cap.err and 'notes.txt' not in cap.err
+
+def test_detect_batches_and_patterns_give_the_same_scores(saved_pipeline, scans, tmp_path, capsys):
+    _, det = saved_pipeline
+    one, two = tmp_path / 'one.csv', tmp_path / 'two.csv'
+    assert main(['detect', '--detector', str(det), str(scans), '--out', str(one)]) in (0, None)
+    assert main(['detect', '--detector', str(det), '--batch-size', '1', str(scans / '*.jpg'), str(scans / '**' / '*.png'),
+                 str(scans / 'b.jpg'), '--out', str(two)]) in (0, None)                      # b.jpg twice: scored once
+    a, b = pd.read_csv(one).set_index('path'), pd.read_csv(two).set_index('path')
+    assert sorted(a.index) == sorted(b.index)
+    pd.testing.assert_frame_equal(a.loc[b.index], b, check_exact=False, atol=1e-6)
+    assert main(['detect', '--detector', str(det), str(scans), '--batch-size', '0']) == 2
+    assert '--batch-size must be a positive integer' in capsys.readouterr().err
+
+def test_detect_default_out_is_detections_csv(saved_pipeline, scans, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(['detect', '--detector', str(saved_pipeline[1]), 'scans/a.png']) in (0, None)
+    assert capsys.readouterr().out.endswith('0 skipped: wrote detections.csv\n')
+    assert list(pd.read_csv(tmp_path / 'detections.csv')['path']) == ['scans/a.png']
+
+def test_detect_nothing_readable_exits_2(saved_pipeline, scans, tmp_path, capsys):
+    out = tmp_path / 'none.csv'
+    assert main(['detect', '--detector', str(saved_pipeline[1]), str(scans / 'bad.png'), str(scans / 'notes.txt'),
+                 str(tmp_path / 'gone'), str(scans / '*.gif'), '--out', str(out)]) == 2
+    err = capsys.readouterr().err
+    assert 'drsn-tvl detect: error: no readable image' in err and '4 skipped' in err, err
+    assert 'gone: no such file or folder' in err and '*.gif: the pattern matches no image file' in err
+    assert 'notes.txt: image file' in err and not out.exists()
+
+def test_detect_bad_detector_files(saved_pipeline, scans, tmp_path, capsys):
+    from drsn_tvl.model import save_detector
+    pipe, _ = saved_pipeline
+    (tmp_path / 'text.pt').write_text('hello')
+    save_detector(pipe.detector, tmp_path / 'bare.pt')
+    torch.save({'weights': torch.zeros(2)}, tmp_path / 'other.pt')
+    for name, msg in [('missing.pt', 'missing.pt does not exist'), ('text.pt', 'text.pt is not a file written by DetectionPipeline.save'),
+                      ('bare.pt', 'bare detector'), ('other.pt', 'not a saved drsn_tvl detector')]:
+        assert main(['detect', '--detector', str(tmp_path / name), str(scans)]) == 2, name
+        err = capsys.readouterr().err
+        assert err.startswith('drsn-tvl detect: error:') and msg in err and 'Traceback' not in err, (name, err)
+
+def test_detect_refuses_an_uncalibrated_detector(saved_pipeline, scans, tmp_path, capsys):
+    pipe, _ = saved_pipeline
+    import copy
+    det = copy.copy(pipe.detector); det.threshold = None                    # fitted, never calibrated
+    f = DetectionPipeline(det, 'tf_efficientnet_lite0', 32, extractor=pipe.extractor).save(tmp_path / 'uncal.pt')
+    assert main(['detect', '--detector', str(f), str(scans)]) == 2
+    assert 'uncal.pt: the detector has no calibrated threshold' in capsys.readouterr().err
+
+def test_detect_console_script(saved_pipeline, scans, tmp_path):
+    r = run('detect', '--detector', str(saved_pipeline[1]), str(scans / 'bad.png'), '--out', str(tmp_path / 'x.csv'))
+    assert r.returncode == 2 and 'no readable image' in r.stderr and 'Traceback' not in r.stderr
+    assert 'IHDR' not in r.stderr                                              # OpenCV's decoder log is silenced; our line says it
+    r = run('detect', '--detector', str(saved_pipeline[1]), str(scans), '--out', str(tmp_path / 'x.csv'))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith('3 images, ') and len(pd.read_csv(tmp_path / 'x.csv')) == 3

@@ -9,7 +9,7 @@ from drsn_tvl.data import DATASETS, assign_splits, dataset_table, get_dataset, g
 from drsn_tvl.core import DataError, DataNotFound, get_settings, parse_value
 import _fakes
 
-EXPECTED = {'synthetic', 'nih-chestxray14', 'aptos2019', 'eye-diseases', 'ham10000', 'medmnist', 'lidc', 'kermany-chestxray'}
+EXPECTED = {'synthetic', 'nih-chestxray14', 'aptos2019', 'eye-diseases', 'ham10000', 'medmnist', 'lidc', 'kermany-chestxray', 'folder'}
 
 def check_item(ds, size):
     x, y = ds[0]
@@ -224,3 +224,156 @@ def test_load_arrays_cache_atomic(tmp_path):
     files = list(tmp_path.rglob('*'))
     assert [f.suffix for f in files if f.is_file()] == ['.npz'] and x.dtype == np.uint8
     assert x.shape == (len(ds), 16, 16, 3)
+
+# ---- the `folder` entry: one's own images, as class sub-folders or a CSV of path,label[,patient]
+
+def own_folders(root, counts={'tb': 6, 'normal': 9, 'covid': 5}, ext='.png'):
+    "Class sub-folders of tiny PNGs (distinct pixels per image); returns root."
+    for c, n in counts.items():
+        for i in range(n): _fakes.write_img(Path(root) / c / f'{c}_{i}{ext}', size=12, seed=i)
+    return Path(root)
+
+def own_csv(path, rows, **cols):
+    "Write a CSV of `rows` (dicts or tuples with `cols`) and return its path."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows, **cols).to_csv(path, index=False)
+    return path
+
+def test_folder_registered_and_listed():
+    assert 'folder' in DATASETS and 'folder' in set(dataset_table()['name'])
+    row = dataset_table().set_index('name').loc['folder']
+    assert row['present'] == 'no' and 'path,label' in row['layout'] and '<class>/<image>' in row['layout']
+
+def test_folder_class_subfolders(tmp_path):
+    root = own_folders(tmp_path / 'mine')
+    sp = get_splits('folder', root=root, img_size=16)
+    assert sp['train'].classes == ['covid', 'normal', 'tb']      # sorted, not in creation order
+    assert sum(map(len, sp.values())) == 20 and all(len(ds) for ds in sp.values())
+    for ds in sp.values():                                      # each file's label is its folder's class
+        for item, lbl in zip(ds.index['item'], ds.labels): assert ds.classes[lbl] == Path(item).parent.name
+    check_item(sp['train'], 16)
+    assert torch.equal(sp['test'][0][0], get_dataset('folder', 'test', root=root, img_size=16)[0][0])
+
+def test_folder_split_deterministic(tmp_path):
+    root = own_folders(tmp_path / 'mine', {'a': 20, 'b': 20})
+    items = lambda **kw: {s: ds.index['item'].tolist() for s, ds in get_splits('folder', root=root, **kw).items()}
+    assert items(seed=3) == items(seed=3)
+    assert items(seed=3) != items(seed=4)
+    sizes = {s: len(v) for s, v in items(seed=3, fracs=[0.5, 0.25, 0.25]).items()}
+    assert sizes == {'train': 20, 'valid': 10, 'test': 10}
+
+def test_folder_csv_relative_absolute_and_labels(tmp_path):
+    own_folders(tmp_path / 'imgs', {'x': 4, 'y': 4})
+    other = _fakes.write_img(tmp_path / 'elsewhere' / 'far.png', size=12, seed=9)
+    rows = [(f'imgs/x/x_{i}.png', 'pneumonia') for i in range(4)] + [(f'imgs/y/y_{i}.png', 'normal') for i in range(4)]
+    rows += [(str(tmp_path / 'elsewhere' / 'far.png'), 'normal')]
+    csv = own_csv(tmp_path / 'labels.csv', rows, columns=['path', 'label'])
+    full = get_dataset('folder', None, root=csv, img_size=12)
+    assert full.classes == ['normal', 'pneumonia']
+    assert full.labels.tolist() == [1] * 4 + [0] * 5
+    assert full.index['item'].tolist() == [str(tmp_path / p) for p, _ in rows[:8]] + [rows[8][0]]
+    assert (full.raw(8) == other).all()
+    # the folder holding the CSV works too, and so does csv= relative to root
+    assert len(get_dataset('folder', None, root=tmp_path)) == 9
+    assert len(get_dataset('folder', None, root=tmp_path, csv='labels.csv')) == 9
+    # integer labels keep their numbers (sorted numerically), names are their strings
+    own_csv(csv, [(p, {'pneumonia': 10, 'normal': 2}[l]) for p, l in rows], columns=['path', 'label'])
+    ints = get_dataset('folder', None, root=csv)
+    assert ints.classes == ['2', '10'] and ints.labels.tolist() == [1] * 4 + [0] * 5
+
+def test_folder_csv_patient_split(tmp_path):
+    rows = []
+    for p in range(30):                                         # 30 patients, 3 images each, a patient's class fixed
+        for k in range(3):
+            rel = f'img/p{p}_{k}.png'; _fakes.write_img(tmp_path / rel, size=10, seed=p * 3 + k)
+            rows.append({'path': rel, 'label': 'sick' if p % 3 == 0 else 'well', 'patient': f'P{p:03d}'})
+    csv = own_csv(tmp_path / 'meta.csv', rows)
+    sp = get_splits('folder', root=csv, img_size=10)
+    no_leak(sp)
+    assert {g for ds in sp.values() for g in ds.index['group']} == {f'P{p:03d}' for p in range(30)}
+    for ds in sp.values(): assert set(ds.labels) == {0, 1}    # stratified: both classes in every split
+    again = get_splits('folder', root=csv, img_size=10)
+    assert all(sp[s].index['item'].tolist() == again[s].index['item'].tolist() for s in SPLITS)
+    moved = get_splits('folder', root=csv, img_size=10, seed=7)
+    assert any(sp[s].index['item'].tolist() != moved[s].index['item'].tolist() for s in SPLITS)
+
+def test_folder_errors(tmp_path):
+    root = own_folders(tmp_path / 'mine', {'a': 2, 'b': 2})
+    (root / 'c').mkdir()
+    with pytest.raises(DataError, match=r'class folder .*/c holds no images'): get_dataset('folder', root=root)
+    (root / 'c').rmdir(); [f.unlink() for f in (root / 'b').iterdir()]; (root / 'b').rmdir()
+    with pytest.raises(DataError, match=r"only one class folder \('a'\).*<root>/<class>/<image>"): get_dataset('folder', root=root)
+    with pytest.raises(DataError, match='no class sub-folders and no .csv.*path,label'): get_dataset('folder', root=root / 'a')
+    with pytest.raises(DataError, match='is a file but not a .csv'): get_dataset('folder', root=root / 'a' / 'a_0.png')
+    with pytest.raises(DataNotFound, match='does not exist.*path,label'): get_dataset('folder', root=tmp_path / 'nope')
+
+def test_folder_csv_errors(tmp_path):
+    _fakes.write_img(tmp_path / 'i' / 'a.png'); _fakes.write_img(tmp_path / 'i' / 'b.png')
+    csv = own_csv(tmp_path / 'bad.csv', {'file': ['i/a.png'], 'label': [0]})
+    with pytest.raises(DataError, match=r"bad.csv lacks column\(s\) \['path'\].*found \['file', 'label'\].*Expected layout"):
+        get_dataset('folder', root=csv)
+    own_csv(csv, {'path': ['i/a.png', 'i/gone.png'], 'label': [0, 1]})
+    with pytest.raises(DataNotFound, match=r'bad.csv: 1 path\(s\) do not exist, e.g. line 3: .*i/gone.png'): get_dataset('folder', root=csv)
+    own_csv(csv, {'path': ['i/a.png', 'i/b.png'], 'label': ['x', 'x']})
+    with pytest.raises(DataError, match=r"bad.csv, column 'label': only one class \('x'\)"): get_dataset('folder', root=csv)
+    own_csv(csv, {'path': ['i/a.png', 'i/b.png'], 'label': ['x', None]})
+    with pytest.raises(DataError, match=r'bad.csv.*empty label on line\(s\) \[3\]'): get_dataset('folder', root=csv)
+    own_csv(csv, {'path': ['i/a.png', str(tmp_path / 'i' / 'a.png')], 'label': [0, 1]})
+    with pytest.raises(DataError, match='bad.csv: lines \\[2, 3\\] list the same image file'): get_dataset('folder', root=csv)
+    own_csv(csv, {'path': ['i/a.png', 'i/b.png'], 'label': [0, 1], 'patient': ['p', None]})
+    with pytest.raises(DataError, match=r"bad.csv: column 'patient' is empty on line\(s\) \[3\]"): get_dataset('folder', root=csv)
+    own_csv(csv, {'path': [], 'label': []})
+    with pytest.raises(DataError, match='bad.csv has no rows'): get_dataset('folder', root=csv)
+    own_csv(tmp_path / 'two.csv', {'path': ['i/a.png'], 'label': [0]})
+    with pytest.raises(DataError, match='several CSV files \\(bad.csv, two.csv\\)'): get_dataset('folder', root=tmp_path)
+
+def test_folder_unreadable_image(tmp_path):
+    root = own_folders(tmp_path / 'mine', {'a': 3, 'b': 3})
+    bad = root / 'a' / 'a_1.png'; bad.write_bytes(b'not an image')
+    ds = get_dataset('folder', None, root=root)
+    with pytest.raises(DataError, match='a_1.png is corrupt'): ds[list(ds.index['item']).index(str(bad))]
+
+# ---- DICOM in read_image (pydicom is optional, never a dependency)
+
+def write_dicom(path, arr, photometric='MONOCHROME2', bits=12):
+    pydicom = pytest.importorskip('pydicom')
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    ds = Dataset(); ds.file_meta = FileMetaDataset(); ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = '1.2.840.10008.5.1.4.1.1.7'
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.set_pixel_data(arr, photometric, bits)
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True); ds.save_as(path, enforce_file_format=True)
+    return path
+
+def test_dicom_conversion_without_pydicom():
+    from drsn_tvl.data import dicom_to_uint8
+    raw = np.array([[0, 4095], [1000, 2048]], np.uint16)
+    g = dicom_to_uint8(raw)
+    assert g.shape == (2, 2, 3) and g.dtype == np.uint8 and (g[..., 0] == g[..., 1]).all()
+    assert g[..., 0].tolist() == [[0, 255], [62, 128]]
+    assert (dicom_to_uint8(raw, 'MONOCHROME1') == 255 - g).all()
+    assert (dicom_to_uint8(raw.astype(np.float32) * 0.5 + 3) == g).all()   # any positive linear rescale: same image
+
+def test_dicom_needs_pydicom(tmp_path, monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, 'pydicom', None)            # as if pydicom were not installed
+    f = tmp_path / 'scan.dcm'; f.write_bytes(b'\0' * 128 + b'DICM')
+    with pytest.raises(DataError, match=r'scan.dcm: reading DICOM .*needs pydicom.*pip install pydicom'): read_image(f)
+    with pytest.raises(DataNotFound, match='gone.dcm'): read_image(tmp_path / 'gone.dcm')
+
+def test_dicom_read_and_folder(tmp_path):
+    tmp_path = tmp_path / 'own'                                       # conftest puts no-data/ and cache/ in tmp_path
+    raw = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 50 + 100)   # 100..3250 in 12 bits
+    expect = np.round((raw.astype(float) - 100) * 255 / 3150).astype(np.uint8)
+    m2 = write_dicom(tmp_path / 'a' / 'm2.dcm', raw)
+    assert (read_image(m2) == np.repeat(expect[..., None], 3, 2)).all()
+    m1 = write_dicom(tmp_path / 'a' / 'm1.DCM', raw, 'MONOCHROME1')
+    assert (read_image(m1)[..., 0] == 255 - expect).all()
+    rgb = np.random.default_rng(0).integers(0, 256, (6, 7, 3), dtype=np.uint8)
+    assert (read_image(write_dicom(tmp_path / 'b' / 'rgb.dcm', rgb, 'RGB', 8)) == rgb).all()
+    (tmp_path / 'b' / 'broken.dcm').write_bytes(b'not a dicom file')
+    with pytest.raises(DataError, match='broken.dcm is corrupt'): read_image(tmp_path / 'b' / 'broken.dcm')
+    (tmp_path / 'b' / 'broken.dcm').unlink()
+    ds = get_dataset('folder', None, root=tmp_path, img_size=8)   # .dcm files are found in class folders
+    assert ds.classes == ['a', 'b'] and len(ds) == 3

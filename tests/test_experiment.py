@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from drsn_tvl.experiment import PARAMS, experiment_params, check_params, run_experiment, run_name, _parse_kv, experiment_notebook, paper_table
-from drsn_tvl.experiment import PRESETS
+from drsn_tvl.experiment import PRESETS, PROGRESS, STAGES
+from drsn_tvl.model import DetectionPipeline
 
 
 TINY = dict(img_size=32, max_images=16, max_images_strong=6, epochs=2, victim_epochs=1, gen_epochs=1, generators=['dcgan'],
@@ -68,10 +69,22 @@ def test_cli_rejects_bad_parameters_before_work(venv_bin, tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and 'pgdd' in r.stderr and 'fgsm_ref' in r.stderr
 
-def test_tiny_run_end_to_end(tmp_path):
-    "The whole pipeline on 16 images per split: every table, figure and the report are written, with sane numbers."
+def test_tiny_run_end_to_end(tmp_path, capsys):
+    "The whole pipeline on 16 images per split: every table, figure, the best detector and the report are written, with sane numbers."
     out = tmp_path / 'run'
     tabs = run_experiment('quick', out_dir=str(out), show=False, **TINY)
+    printed = capsys.readouterr()
+    lines = [l for l in printed.out.splitlines() if l.startswith(PROGRESS)]
+    for stage in STAGES: assert any(f'done: {stage}' in l for l in lines), (stage, lines)     # one line per stage, in order
+    assert [int(re.search(r' (\d+)/13 stages', l).group(1)) for l in lines] == sorted(int(re.search(r' (\d+)/13 stages', l).group(1)) for l in lines)
+    assert 'images attacked' in printed.out and 'detectors: 2/2 fitted' in printed.out and re.search(r'\d+ tables written', printed.out)
+    assert all(re.search(r'\d\d:\d\d elapsed, ~(\d\d:\d\d|\?) left', l) for l in lines), lines
+    assert not re.search(r'warn', printed.out + printed.err, re.I), printed
+    pipe = DetectionPipeline.load(out / 'detector.pt')       # the best detector, with the run's extractor and CLAHE setting
+    assert pipe.detector.name == 'drsn_tvl' and pipe.img_size == 32 and pipe.clahe is False and pipe.threshold is not None
+    assert pipe.backbone == 'tf_efficientnet_lite0'
+    sc = pipe.score(torch.rand(3, 3, 32, 32))
+    assert len(sc) == 3 and sc['p_adversarial'].between(0, 1).all()
     files = {p.name for p in out.iterdir()}
     for t in ('attack_stats', 'table_6_7', 'table_8', 'table_9', 'identify', 'table_2_3', 'table_10', 'table_11', 'eps_sweep', 'stage_seconds'):
         assert f'{t}.csv' in files and f'{t}.md' in files, t
@@ -96,6 +109,12 @@ def test_tiny_run_end_to_end(tmp_path):
     assert 'Dataset synthetic (32 px)' in md and 'eps 2/255' in md and 'seeds [0]' in md and 'test' in md
     rep = (out / 'report.md').read_text()
     assert 'table_6_7' in rep and '![roc](roc.png)' in rep
+    head = rep.split('\nParameters: ')[0]                    # the report opens with the one-screen summary
+    assert head.startswith('# drsn_tvl experiment: synthetic') and '## At a glance' in head and len(head.splitlines()) < 30, head
+    assert head.split('## At a glance')[1].strip() == (out / 'summary.md').read_text().split('## At a glance')[1].strip()
+    acc = pd.read_csv(out / 'table_6_7.csv', index_col=0).loc['drsn_tvl', 'accuracy']
+    assert re.search(rf"\| drsn_tvl +\| +{acc:g} +\|.*\| 98\.45 / 98\.73 ", head), head      # ours beside the paper's
+    assert 'the row shown is `dfeat`' in head and 'adaptive pgd at 8/255' in head and 'detector.pt IMAGES' in head
     res = json.loads((out / 'results.json').read_text())
     assert res['params']['img_size'] == 32 and set(res['seconds']) >= {'victim', 'features', 'detectors'}
     sweep = tabs['eps_sweep'].reset_index()
@@ -105,3 +124,43 @@ def test_attack_params_are_checked():
     with pytest.raises(KeyError, match='attack_params'): check_params(experiment_params('quick', attack_params={'bondary': {'steps': 5}}))
     with pytest.raises(TypeError, match='no parameter'): check_params(experiment_params('quick', attack_params={'boundary': {'stps': 5}}))
     assert check_params(experiment_params('cpu'))['attack_params']['boundary'] == {'steps': 100}
+
+
+# ---- `drsn-tvl run` through papermill: what the user sees on the terminal and in the executed notebook
+def _cli_kv(params: dict) -> list:
+    out = []
+    for k, v in params.items():
+        v = ','.join(f'{x * 255:g}/255' if isinstance(x, float) else str(x) for x in v) if isinstance(v, list) else str(v)
+        out += ['-p', k, v]
+    return out
+
+@pytest.fixture(scope='module')
+def cli_run(tmp_path_factory):
+    "One tiny `drsn-tvl run` (papermill) in a subprocess, with its own cache and an empty data root."
+    import os, sys
+    tmp = tmp_path_factory.mktemp('cli_run'); (tmp / 'no-data').mkdir()
+    env = dict(os.environ, DRSN_TVL_CACHE_DIR=str(tmp / 'cache'), DRSN_TVL_DATA_ROOT=str(tmp / 'no-data'), OMP_NUM_THREADS='1')
+    tiny = {**TINY, 'eps_sweep': [2 / 255, 8 / 255], 'adaptive_eps': [8 / 255]}
+    r = subprocess.run([str(Path(sys.executable).parent / 'drsn-tvl'), 'run', '--out', str(tmp / 'run')] + _cli_kv(tiny),
+                       capture_output=True, text=True, timeout=900, env=env)
+    return r, tmp / 'run'
+
+def test_cli_run_shows_progress_saves_detector_and_opens_with_summary(cli_run):
+    r, out = cli_run
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = [l for l in r.stdout.splitlines() if l.startswith(PROGRESS)]          # streamed from the kernel while it runs
+    for stage in STAGES: assert any(f'done: {stage}' in l for l in lines), (stage, r.stdout)
+    assert '13/13 stages' in lines[-1] and 'finished' in lines[-1] and 'elapsed' in lines[-1]
+    assert 'without encryption' not in r.stderr and 'IPKernelApp' not in r.stderr, r.stderr
+    assert not re.search(r'warn', r.stdout, re.I), r.stdout
+    nb = json.loads((out / 'experiment.ipynb').read_text())
+    first = ''.join(nb['cells'][0]['source'])
+    assert nb['cells'][0]['cell_type'] == 'markdown' and first.startswith('## At a glance') and 'drsn_tvl' in first
+    streams = [o for c in nb['cells'] for o in c.get('outputs', []) if o.get('output_type') == 'stream']
+    assert any(PROGRESS in ''.join(o['text']) and 'done: eps sweep' in ''.join(o['text']) for o in streams if o['name'] == 'stdout')
+    assert not [o for o in streams if o['name'] == 'stderr'], [''.join(o['text'])[:300] for o in streams if o['name'] == 'stderr']
+    assert DetectionPipeline.load(out / 'detector.pt').detector.name == 'drsn_tvl'
+
+def test_cli_run_prints_no_library_warnings(cli_run):
+    r, _ = cli_run
+    assert not re.search(r'warn', r.stderr, re.I), r.stderr
