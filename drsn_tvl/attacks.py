@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .core import (AttackError, GANError, StageConfig, atomic_write, check_images, device_of, is_grey, model_fingerprint,
+from .core import (AttackError, GANError, StageConfig, atomic_write, check_images, device_of, is_grey, model_fingerprint, safe_load,
                            project_linf, settings_hash, to_8bit)
 from .data import SPLITS, get_dataset, load_arrays
 from .clahe import CLAHE, clahe_tensor
@@ -605,7 +605,7 @@ def build_adversarial_set(victim: nn.Module, split: str = 'test', attacks=None, 
     folder = Path(cfg.cache_dir) / 'adversarial' / f'{dataset}-{split}-{base}'
     cpath = folder / 'clean.pt'
     if cpath.is_file():
-        c = torch.load(cpath, map_location='cpu', weights_only=True)
+        c = safe_load(cpath, 'adversarial-set cache entry')
     else:
         pred = predict(victim, x_all.float() / 255, bs).argmax(1)
         ok = pred == y_all
@@ -638,7 +638,7 @@ def build_adversarial_set(victim: nn.Module, split: str = 'test', attacks=None, 
                 rec = dict(adv=_to_u8(xadv) if round_8bit or clahe_stage == 'after_attack' else xadv, success=ok, pred=p_adv,
                            linf=linf, l2=l2, seconds=torch.tensor(secs, dtype=torch.float64))
                 atomic_write(cf, lambda p: torch.save(rec, p))
-            parts.append(torch.load(cf, map_location='cpu', weights_only=True))
+            parts.append(safe_load(cf, 'adversarial-set cache chunk'))
         cat = lambda k: torch.cat([p[k] for p in parts]) if parts else torch.zeros(0)
         adv[spec.name] = cat('adv') if parts else torch.zeros((0,) + tuple(x.shape[1:]), dtype=torch.uint8)
         success[spec.name] = cat('success').bool() if parts else torch.zeros(0, dtype=torch.bool)

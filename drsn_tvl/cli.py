@@ -6,7 +6,7 @@ Docs: https://drsn-tvl.github.io/drsn_tvl/cli.html.md"""
 
 # %% ../nbs/11_cli.ipynb #63cc803e
 from __future__ import annotations
-import argparse, glob, inspect, json, os, pickle, sys, time
+import argparse, glob, inspect, json, os, pickle, shutil, sys, time
 from pathlib import Path
 from typing import Annotated
 
@@ -18,7 +18,7 @@ from fastcore.docments import docments, ann_parts
 from fastcore.script import anno2str, _arg_kw, _union_type
 
 from .core import atomic_write, get_settings
-from .data import IMG_EXTS, SPLITS, dataset_table, read_image, resize
+from .data import IMG_EXTS, SPLITS, DataConfig, dataset_table, read_image, resize
 from .clahe import prepare
 from .victim import VICTIM_RECIPES, train_victim
 from .attacks import attack_table, build_adversarial_set, get_attack
@@ -27,9 +27,10 @@ from .model import DETECTORS, DetectionPipeline, complexity_table
 from .experiment import PRESETS, _parse_kv, run_notebook
 
 # %% auto #0
-__all__ = ['COMMANDS', 'DETECT_EXTS', 'cli_args', 'command', 'build_parser', 'main', 'datasets_cmd', 'prepare_cmd', 'attacks_cmd',
-           'victim_cmd', 'adversarial_cmd', 'backbones_cmd', 'features_cmd', 'detectors_cmd', 'run_cmd', 'image_inputs',
-           'load_detector_file', 'detect_cmd']
+__all__ = ['COMMANDS', 'DETECT_EXTS', 'CACHE_STAGES', 'cli_args', 'command', 'build_parser', 'main', 'datasets_cmd',
+           'prepare_cmd', 'attacks_cmd', 'victim_cmd', 'adversarial_cmd', 'backbones_cmd', 'features_cmd',
+           'detectors_cmd', 'run_cmd', 'image_inputs', 'load_detector_file', 'detect_cmd', 'human_size',
+           'cache_entries', 'cache_summary', 'check_stage', 'clear_stage', 'cache_cmd']
 
 # %% ../nbs/11_cli.ipynb #e7bacced
 def cli_args(fn) -> list:
@@ -300,3 +301,116 @@ def detect_cmd(
     df = df[cols + [f'p_{c}' for c in classes if f'p_{c}' not in cols]]      # a detect-task detector's p_adversarial is already there
     atomic_write(out, lambda p: df.to_csv(p, index=False))
     print(f"{len(df)} images, {int(df['flagged'].sum())} flagged (P(adversarial) > {pipe.threshold:.3f}), {skipped} skipped: wrote {out}")
+
+# %% ../nbs/11_cli.ipynb #99bbbd14
+CACHE_STAGES: dict = {   # sub-folder of cache_dir: (what writes it, what one entry is)
+    'arrays':      ('drsn_tvl.data.load_arrays: the pixel arrays of one dataset split', 'file'),
+    'victims':     ('drsn_tvl.victim.train_victim: a victim classifier, <key>.pt + <key>.json', 'stem'),
+    'generators':  ('drsn_tvl.wgan.train_generator: a generator checkpoint folder', 'folder'),
+    'adversarial': ('drsn_tvl.attacks.build_adversarial_set: the adversarial set of one split', 'folder'),
+    'features':    ('drsn_tvl.features.extract_features: a resumable fp16 feature cache', 'folder'),
+}
+
+# %% ../nbs/11_cli.ipynb #30150e0e
+def human_size(n: int) -> str:
+    "`n` bytes as `512 B`, `1.5 KiB`, `12.3 MiB`, ... (binary units)."
+    if n < 1024: return f"{n} B"
+    for unit in ('KiB', 'MiB', 'GiB', 'TiB'):
+        n /= 1024
+        if n < 1024 or unit == 'TiB': return f"{n:.1f} {unit}"
+
+# %% ../nbs/11_cli.ipynb #04252121
+def _tree_stat(p: Path) -> tuple:
+    "`(bytes, newest mtime)` of a file, link or folder tree, by `lstat` (links are not followed)."
+    st = p.lstat()
+    size, newest = (st.st_size if not p.is_dir() or p.is_symlink() else 0), st.st_mtime
+    if p.is_dir() and not p.is_symlink():
+        for root, dirs, files in os.walk(p):
+            for n in dirs + files:
+                s = os.lstat(os.path.join(root, n))
+                newest = max(newest, s.st_mtime)
+                if n in files or os.path.islink(os.path.join(root, n)): size += s.st_size
+    return size, newest
+
+# %% ../nbs/11_cli.ipynb #9525c67f
+def cache_entries(cache_dir) -> pd.DataFrame:
+    "One row per cache entry under `cache_dir`: stage (a `CACHE_STAGES` name or `other`), name, bytes, mtime, paths."
+    d, rows = Path(cache_dir).expanduser(), []
+    if d.exists() and not d.is_dir(): raise ValueError(f"cache folder {d} is a file; expected a folder (the cache_dir setting)")
+    for top in (sorted(d.iterdir()) if d.is_dir() else []):
+        if top.name in CACHE_STAGES and top.is_dir() and not top.is_symlink():
+            kind, groups = CACHE_STAGES[top.name][1], {}
+            for p in sorted(top.iterdir()):
+                groups.setdefault(p.stem if kind == 'stem' and not p.is_dir() else p.name, []).append(p)
+            for name, paths in groups.items(): rows.append((top.name, name, paths))
+        else: rows.append(('other', top.name, [top]))
+    stats = [[_tree_stat(p) for p in paths] for _, _, paths in rows]
+    return pd.DataFrame({'stage': [r[0] for r in rows], 'name': [r[1] for r in rows],
+                         'bytes': [sum(s for s, _ in st) for st in stats], 'mtime': [max(t for _, t in st) for st in stats],
+                         'paths': [r[2] for r in rows]}, columns=['stage', 'name', 'bytes', 'mtime', 'paths'])
+
+# %% ../nbs/11_cli.ipynb #7ffc315d
+def cache_summary(entries: pd.DataFrame) -> pd.DataFrame:
+    "Per stage (`CACHE_STAGES` order, then `other`, then `total`): entries, bytes, newest mtime (NaN when empty)."
+    rows = []
+    for st in [*CACHE_STAGES, 'other']:
+        e = entries[entries['stage'] == st]
+        rows.append((st, len(e), int(e['bytes'].sum()), e['mtime'].max() if len(e) else float('nan')))
+    rows.append(('total', len(entries), int(entries['bytes'].sum()), entries['mtime'].max() if len(entries) else float('nan')))
+    return pd.DataFrame(rows, columns=['stage', 'entries', 'bytes', 'newest']).set_index('stage')
+
+# %% ../nbs/11_cli.ipynb #dc710447
+def check_stage(stage: str, allow_other: bool = False) -> str:
+    "`stage` if it is a `CACHE_STAGES` name (or `other` when `allow_other`), else a ValueError listing the valid names."
+    valid = [*CACHE_STAGES, *(['other'] if allow_other else [])]
+    if stage not in valid:
+        why = "'other' holds what no stage wrote, and is never cleared; " if stage == 'other' else ''
+        raise ValueError(f"unknown cache stage {stage!r}; {why}valid stages: {', '.join(valid)}")
+    return stage
+
+# %% ../nbs/11_cli.ipynb #e490b04e
+def clear_stage(cache_dir, stage: str) -> tuple:
+    "Delete every entry of `stage` under `cache_dir`; returns `(entries removed, bytes freed)`."
+    check_stage(stage)
+    d = Path(cache_dir).expanduser()
+    e = cache_entries(d)
+    e = e[e['stage'] == stage]
+    base = (d / stage).resolve()
+    for paths in e['paths']:
+        for p in paths:
+            if p.parent.resolve() != base or not base.is_relative_to(d.resolve()):      # never anything outside the stage folder
+                raise ValueError(f"refusing to delete {p}: it is not inside the cache folder {d}/{stage}")
+            if p.is_dir() and not p.is_symlink(): shutil.rmtree(p)
+            else: p.unlink()
+    return len(e), int(e['bytes'].sum())
+
+# %% ../nbs/11_cli.ipynb #c2c2234f
+@command('cache')
+def cache_cmd(
+    cache_dir: str = None,                               # cache folder (default: the cache_dir setting, or $DRSN_TVL_CACHE_DIR)
+    stage: Annotated[str, {'metavar': 'STAGE'}] = None,  # list this stage's entries, one per line (a stage name, or other)
+    clear: Annotated[str, {'metavar': 'STAGE'}] = None,  # delete this stage's entries and print what was freed
+):
+    "What the cache holds, per stage: entries, size, newest; --stage STAGE lists one stage, --clear STAGE deletes it."
+    if stage is not None and clear is not None: raise ValueError("give --stage or --clear, not both")
+    if stage is not None: check_stage(stage, allow_other=True)
+    if clear is not None: check_stage(clear)
+    d = Path(DataConfig.from_settings(cache_dir=cache_dir).cache_dir).expanduser()
+    where = f"cache folder {d}" + ('' if d.exists() else ' (does not exist: empty)')
+    if clear is not None:
+        n, freed = clear_stage(d, clear)
+        print(f"{where}\n{clear}: removed {n} entries, freed {human_size(freed)}")
+        return
+    e = cache_entries(d)
+    when = lambda t: '-' if pd.isna(t) else time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(t))
+    print(where)
+    if stage is not None:
+        e = e[e['stage'] == stage]
+        w = max([len(n) for n in e['name']] + [4])
+        print(f"{'name':<{w}}  {'size':>10}  modified")
+        for n, b, t in zip(e['name'], e['bytes'], e['mtime']): print(f"{n:<{w}}  {human_size(b):>10}  {when(t)}")
+        print(f"{stage}: {len(e)} entries, {human_size(int(e['bytes'].sum()))}")
+        return
+    s = cache_summary(e)
+    print(f"{'stage':<12}{'entries':>8}  {'size':>10}  newest")
+    for st, n, b, t in zip(s.index, s['entries'], s['bytes'], s['newest']): print(f"{st:<12}{n:>8}  {human_size(int(b)):>10}  {when(t)}")

@@ -19,8 +19,9 @@ from fastcore.basics import AttrDict
 # %% auto #0
 __all__ = ['SETTINGS_ENV', 'SECTIONS', 'parse_value', 'settings_path', 'read_sections', 'read_settings', 'get_settings',
            'StageConfig', 'seed_everything', 'DataError', 'DataNotFound', 'AttackError', 'GANError', 'FeatureError',
-           'ImageSizeError', 'CacheMismatch', 'CorruptCache', 'atomic_write', 'settings_hash', 'model_fingerprint',
-           'data_fingerprint', 'is_grey', 'project_linf', 'to_8bit', 'device_of', 'check_images']
+           'ImageSizeError', 'CacheMismatch', 'CorruptCache', 'atomic_write', 'settings_hash', 'UnsafeFile',
+           'safe_load', 'model_fingerprint', 'data_fingerprint', 'is_grey', 'project_linf', 'to_8bit', 'device_of',
+           'check_images']
 
 # %% ../nbs/00_core.ipynb #19324b4e
 _BOOLS = {'true': True, 'yes': True, 'on': True, 'false': False, 'no': False, 'off': False}
@@ -211,6 +212,19 @@ def atomic_write(path, write_fn):
 def settings_hash(*parts) -> str:
     "A short stable hash of JSON-serialisable `parts` (the cache key of a pipeline stage)."
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+# %% ../nbs/00_core.ipynb #39c67e0c
+class UnsafeFile(ValueError):
+    "A file that would need full unpickling (arbitrary code) to load: refused."
+
+def safe_load(path, what: str = 'file'):
+    "`torch.load(path, weights_only=True)` on the CPU; a file holding other Python objects raises `UnsafeFile` naming it."
+    import pickle
+    try: return torch.load(path, map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise UnsafeFile(f"{path}: refused to load this {what}: it holds Python objects beyond tensors and plain values, which "
+                         f"could run code when unpickled. Only load files this package wrote (and you trust); re-create it "
+                         f"otherwise. ({str(e).splitlines()[-1][:200]})") from None
 
 # %% ../nbs/00_core.ipynb #cbac852f
 def _hash_tensor(h, t):

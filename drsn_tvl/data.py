@@ -6,7 +6,7 @@ Docs: https://drsn-tvl.github.io/drsn_tvl/data.html.md"""
 
 # %% ../nbs/01_data.ipynb #1e37334f
 from __future__ import annotations
-import inspect, re
+import inspect, re, zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, ClassVar
@@ -665,7 +665,10 @@ def load_arrays(ds: MedicalDataset, cache_dir=None, cache=True, progress=True, c
     cache_dir = cache_dir if cache_dir is not None else (cfg or DataConfig.from_settings()).cache_dir
     path = Path(cache_dir) / 'arrays' / f'{ds.name}-{ds.split}-{ds.img_size}-{key}.npz'
     if cache and path.is_file():
-        with np.load(path) as z: return z['x'], z['y']
+        try:
+            with np.load(path) as z: return z['x'], z['y']          # allow_pickle=False: an object array is refused, not run
+        except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile) as e:
+            raise DataError(f"{path}: a damaged or unsafe pixel-cache entry ({e}); delete the file and run again to recompute it") from None
     it = range(len(ds))
     x = np.stack([ds.image(i) for i in (progress_bar(it, leave=False) if progress else it)])
     y = ds.labels

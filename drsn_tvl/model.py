@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .core import FeatureError, StageConfig, atomic_write, seed_everything
+from .core import FeatureError, StageConfig, atomic_write, safe_load, seed_everything
 from .features import FeatureExtractor, create_extractor, extractor_maps
 from .victim import classification_metrics
 
@@ -776,7 +776,7 @@ def load_detector(path) -> Detector:
     "Load a detector saved by `save_detector`."
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"detector file {path} does not exist")
-    return _unpack(torch.load(path, map_location='cpu', weights_only=True), path)[0]
+    return _unpack(safe_load(path, 'detector'), path)[0]
 
 # %% ../nbs/07_drsn_tvl.ipynb #699d9bd0
 def complexity_table(in_shape=(2560, 7, 7), n_classes: int = 2, names=None, cfg: DetectorConfig | None = None) -> pd.DataFrame:
@@ -920,7 +920,7 @@ class DetectionPipeline:
         "Load a saved pipeline (weights_only); the backbone comes from the file, else `weights`, else is re-created and checked."
         path = Path(path)
         if not path.is_file(): raise FileNotFoundError(f"detector file {path} does not exist")
-        blob = torch.load(path, map_location='cpu', weights_only=True)
+        blob = safe_load(path, 'detector')
         det, cfg = _unpack(blob, path)
         if 'pipeline' not in cfg: raise ValueError(f"{path}: a bare detector (save_detector); load it with load_detector")
         pl = cfg['pipeline']

@@ -26,7 +26,7 @@ import timm
 import torch
 from torch import nn
 
-from .core import StageConfig, atomic_write, device_of, seed_everything, settings_hash
+from .core import StageConfig, atomic_write, device_of, safe_load, seed_everything, settings_hash
 from .data import get_splits, load_arrays
 from .clahe import CLAHE
 
@@ -46,7 +46,7 @@ def lite_state_dict(arch: str, model: nn.Module) -> dict:
     mod, cls = LITE_PACKAGES[arch]
     try: path = getattr(importlib.import_module(mod), cls).get_model_file_path()
     except ImportError as e: raise ImportError(f"{arch}: the package {mod.replace('_', '-')} is not installed") from e
-    src = torch.load(path, map_location='cpu', weights_only=True)
+    src = safe_load(path, 'weights file')
     dst = model.state_dict()
     if len(src) != len(dst): raise ValueError(f"{path}: {len(src)} tensors, but timm's {arch} has {len(dst)}")
     out = {}
@@ -66,7 +66,7 @@ def hub_reachable(host='huggingface.co', timeout=2.0) -> bool:
 
 # %% ../nbs/04_victim.ipynb #1f6b90f5
 def _load_file(model, path):
-    sd = torch.load(path, map_location='cpu', weights_only=True)
+    sd = safe_load(path, 'weights file')
     if isinstance(sd, dict) and 'state_dict' in sd: sd = sd['state_dict']
     if isinstance(sd, dict) and 'model' in sd and isinstance(sd['model'], dict): sd = sd['model']
     own = model.state_dict()
@@ -234,7 +234,7 @@ def load_victim(path) -> Victim:
         if not p.is_file(): raise FileNotFoundError(f"victim file {p} does not exist")
     meta = json.loads(js.read_text())
     m = Victim(meta['config']['backbone'], meta['n_classes'], pretrained=False, dropout=meta['config']['dropout'])
-    m.load_state_dict(torch.load(pt, map_location='cpu', weights_only=True))
+    m.load_state_dict(safe_load(pt, 'victim'))
     m.source, m.meta = meta['weights_source'], meta
     return m.eval()
 

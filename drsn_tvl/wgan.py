@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .core import (GANError, StageConfig, atomic_write, check_images, data_fingerprint, device_of, get_settings, is_grey,
+from .core import (GANError, StageConfig, atomic_write, check_images, data_fingerprint, device_of, get_settings, is_grey, safe_load,
                            model_fingerprint, project_linf, settings_hash, to_8bit)
 from .data import load_arrays
 
@@ -582,7 +582,7 @@ def read_checkpoint(folder) -> dict:
     "The `state.pt` of a checkpoint folder, loaded with `weights_only=True` on the CPU."
     p = Path(folder) / 'state.pt'
     if not p.is_file(): raise FileNotFoundError(f"no generator checkpoint {p}")
-    return torch.load(p, map_location='cpu', weights_only=True)
+    return safe_load(p, 'generator checkpoint')
 
 # %% ../nbs/03_wgan.ipynb #dcd81761
 def _load(cls, folder, victim: nn.Module, check_victim_fp: bool = True, cfg: GANConfig | None = None) -> AdvGAN:

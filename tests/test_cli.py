@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from drsn_tvl.cli import COMMANDS, build_parser, cli_args, command, main
+from drsn_tvl.cli import CACHE_STAGES, COMMANDS, build_parser, cli_args, command, main
 from drsn_tvl.data import SPLITS, read_image, resize
 from drsn_tvl.model import DetectionPipeline
 from drsn_tvl.victim import VICTIM_RECIPES
@@ -36,6 +36,7 @@ OPTIONS = {
                  '--random-weights': ('random_weights', 'flag', False), '--out': ('out', str, None),
                  '--overwrite': ('overwrite', 'flag', False), '--verify': ('verify', 'flag', False)},
     'detectors': {'--in-shape': ('in_shape', str, '2560,7,7')},
+    'cache': {'--cache-dir': ('cache_dir', str, None), '--stage': ('stage', str, None), '--clear': ('clear', str, None)},
     'run': {'--dataset': ('dataset', str, 'synthetic'), '--data-root': ('data_root', str, None), '--root': ('root', str, None),
             '--preset': ('preset', str, 'quick'), '--out': ('out_dir', str, None), '-p': ('kv', 'kv', None)},
     'detect': {'--detector': ('detector', str, None), '--out': ('out', str, 'detections.csv'), '--weights': ('weights', str, None),
@@ -348,3 +349,140 @@ def test_detect_console_script(saved_pipeline, scans, tmp_path):
     r = run('detect', '--detector', str(saved_pipeline[1]), str(scans), '--out', str(tmp_path / 'x.csv'))
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith('3 images, ') and len(pd.read_csv(tmp_path / 'x.csv')) == 3
+
+# ---- cache: what each stage's cache holds, and clearing one
+
+# a cache folder as the stages write it, with known sizes: (stage, entry) -> {file under cache_dir: bytes}
+FAKE_CACHE = {
+    ('arrays', 'synthetic-train-32-k1.npz'): {'arrays/synthetic-train-32-k1.npz': 3000},
+    ('arrays', 'synthetic-test-32-k2.npz'): {'arrays/synthetic-test-32-k2.npz': 1000},
+    ('victims', 'v1'): {'victims/v1.pt': 4096, 'victims/v1.json': 204},           # one victim: its .pt and .json together
+    ('generators', 'wgan-g1'): {'generators/wgan-g1/state.pt': 2**20, 'generators/wgan-g1/meta.json': 100},
+    ('adversarial', 'synthetic-test-a1'): {'adversarial/synthetic-test-a1/clean.pt': 500, 'adversarial/synthetic-test-a1/fgsm/x.pt': 524},
+    ('features', 'synthetic-train-lite0-f1'): {'features/synthetic-train-lite0-f1/shard_00000.npy': 3 * 2**20},
+    ('features', 'synthetic-valid-lite0-f2'): {'features/synthetic-valid-lite0-f2/shard_00000.npy': 2**20},
+    ('other', 'notes.txt'): {'notes.txt': 7},
+    ('other', 'mine'): {'mine/keep.bin': 93},
+}
+
+def size_of(stage): return sum(sum(f.values()) for (st, _), f in FAKE_CACHE.items() if st == stage)
+
+@pytest.fixture
+def fake_cache(tmp_path):
+    d = tmp_path / 'cache'                                                 # the DRSN_TVL_CACHE_DIR conftest sets
+    for files in FAKE_CACHE.values():
+        for f, n in files.items(): (d / f).parent.mkdir(parents=True, exist_ok=True); (d / f).write_bytes(b'x' * n)
+    return d
+
+def all_files(d): return sorted(p.relative_to(d).as_posix() for p in d.rglob('*') if p.is_file())
+
+def summary_lines(out):
+    "`{stage: (entries, size)}` from the overview table."
+    lines = out.splitlines()
+    assert lines[1].split() == ['stage', 'entries', 'size', 'newest'], out
+    return {l.split()[0]: (int(l.split()[1]), ' '.join(l.split()[2:4])) for l in lines[2:]}
+
+def test_cache_stages_match_the_stage_modules():
+    import inspect, importlib
+    assert list(CACHE_STAGES) == ['arrays', 'victims', 'generators', 'adversarial', 'features']
+    for name, (writer, kind) in CACHE_STAGES.items():
+        mod = importlib.import_module(writer.split(':')[0].rsplit('.', 1)[0])
+        assert f"/ '{name}'" in inspect.getsource(mod), (name, mod.__name__)       # the folder the module writes under cache_dir
+        assert kind in ('file', 'folder', 'stem')
+
+def test_cache_overview_counts_and_sizes(fake_cache, capsys):
+    assert main(['cache']) in (0, None)                                       # cache_dir from the settings (here DRSN_TVL_CACHE_DIR)
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == f'cache folder {fake_cache}'
+    got = summary_lines(out)
+    assert list(got) == [*CACHE_STAGES, 'other', 'total']
+    assert got == {'arrays': (2, '3.9 KiB'), 'victims': (1, '4.2 KiB'), 'generators': (1, '1.0 MiB'), 'adversarial': (1, '1.0 KiB'),
+                   'features': (2, '4.0 MiB'), 'other': (2, '100 B'), 'total': (9, '5.0 MiB')}
+    assert size_of('victims') == 4300 and size_of('adversarial') == 1024   # what the strings above say
+    newest = [l.split()[4:] for l in out.splitlines()[2:]]
+    assert all(len(n) == 2 and n[0][:2] == '20' for n in newest), out    # a date and a time on every non-empty row
+
+def test_cache_cache_dir_option_and_empty_stages(fake_cache, tmp_path, capsys):
+    other = tmp_path / 'other-cache'
+    (other / 'arrays').mkdir(parents=True); (other / 'arrays' / 'a.npz').write_bytes(b'x' * 2048)
+    assert main(['cache', '--cache-dir', str(other)]) in (0, None)
+    out = capsys.readouterr().out
+    got = summary_lines(out)
+    assert got['arrays'] == (1, '2.0 KiB') and got['total'] == (1, '2.0 KiB') and got['victims'] == (0, '0 B')
+    assert [l.split()[-1] for l in out.splitlines() if l.startswith('victims')] == ['-']
+
+def test_cache_missing_folder_is_empty(tmp_path, capsys):
+    assert main(['cache', '--cache-dir', str(tmp_path / 'never')]) in (0, None)
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == f"cache folder {tmp_path / 'never'} (does not exist: empty)"
+    assert set(summary_lines(out).values()) == {(0, '0 B')} and not (tmp_path / 'never').exists()
+    assert main(['cache', '--stage', 'arrays', '--cache-dir', str(tmp_path / 'never')]) in (0, None)
+    assert capsys.readouterr().out.splitlines()[-1] == 'arrays: 0 entries, 0 B'
+    assert main(['cache', '--clear', 'arrays', '--cache-dir', str(tmp_path / 'never')]) in (0, None)
+    assert 'arrays: removed 0 entries, freed 0 B' in capsys.readouterr().out and not (tmp_path / 'never').exists()
+
+def test_cache_stage_lists_entries(fake_cache, capsys):
+    assert main(['cache', '--stage', 'features']) in (0, None)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split() == ['name', 'size', 'modified']
+    assert [l.split()[:3] for l in lines[2:4]] == [['synthetic-train-lite0-f1', '3.0', 'MiB'], ['synthetic-valid-lite0-f2', '1.0', 'MiB']]
+    assert lines[-1] == 'features: 2 entries, 4.0 MiB' and len(lines) == 5
+    assert main(['cache', '--stage', 'victims']) in (0, None)
+    lines = capsys.readouterr().out.splitlines()
+    assert [l.split()[:3] for l in lines[2:-1]] == [['v1', '4.2', 'KiB']]     # .pt and .json: one entry
+    assert main(['cache', '--stage', 'other']) in (0, None)
+    assert [l.split()[0] for l in capsys.readouterr().out.splitlines()[2:-1]] == ['mine', 'notes.txt']
+
+@pytest.mark.parametrize('stage', list(CACHE_STAGES))
+def test_cache_clear_removes_exactly_that_stage(fake_cache, stage, capsys):
+    before = all_files(fake_cache)
+    assert main(['cache', '--clear', stage]) in (0, None)
+    out = capsys.readouterr().out
+    n = sum(st == stage for st, _ in FAKE_CACHE)
+    from drsn_tvl.cli import human_size
+    assert out.splitlines()[-1] == f'{stage}: removed {n} entries, freed {human_size(size_of(stage))}'
+    assert all_files(fake_cache) == [f for f in before if not f.startswith(f'{stage}/')]
+    assert (fake_cache / stage).is_dir() and not any((fake_cache / stage).iterdir())   # the stage folder stays, empty
+    assert main(['cache']) in (0, None)
+    got = summary_lines(capsys.readouterr().out)
+    assert got[stage] == (0, '0 B') and got['other'] == (2, '100 B')
+
+def test_cache_clear_never_leaves_the_cache(fake_cache, tmp_path, capsys):
+    data = tmp_path / 'precious'
+    (data / 'arrays').mkdir(parents=True); (data / 'arrays' / 'keep.npz').write_bytes(b'k' * 10)
+    (data / 'scan.png').write_bytes(b'p' * 10)
+    (fake_cache / 'features' / 'link-to-data').symlink_to(data)                # a link inside a stage: removed as a link
+    assert main(['cache', '--clear', 'features']) in (0, None)
+    assert 'removed 3 entries' in capsys.readouterr().out
+    assert (data / 'scan.png').read_bytes() == b'p' * 10 and not (fake_cache / 'features' / 'link-to-data').exists()
+    import shutil
+    shutil.rmtree(fake_cache / 'arrays'); (fake_cache / 'arrays').symlink_to(data / 'arrays')   # a stage folder that leaves the cache
+    assert main(['cache', '--clear', 'arrays']) in (0, None)
+    assert 'arrays: removed 0 entries' in capsys.readouterr().out and (data / 'arrays' / 'keep.npz').exists()
+    assert main(['cache', '--stage', 'other']) in (0, None)
+    assert 'arrays' in [l.split()[0] for l in capsys.readouterr().out.splitlines()[2:-1]]   # listed as other, never followed
+
+@pytest.mark.parametrize('argv,msg', [
+    (['--stage', 'victim'], "unknown cache stage 'victim'; valid stages: arrays, victims, generators, adversarial, features, other"),
+    (['--clear', 'nope'], "unknown cache stage 'nope'; valid stages: arrays, victims, generators, adversarial, features"),
+    (['--clear', 'other'], "'other' holds what no stage wrote, and is never cleared"),
+    (['--clear', '..'], "unknown cache stage '..'"),
+    (['--clear', 'arrays', '--stage', 'arrays'], 'give --stage or --clear, not both'),
+])
+def test_cache_errors_exit_2(fake_cache, capsys, argv, msg):
+    before = all_files(fake_cache)
+    assert main(['cache', *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith('drsn-tvl cache: error:') and msg in err, err
+    assert all_files(fake_cache) == before
+
+def test_cache_folder_that_is_a_file(tmp_path, capsys):
+    (tmp_path / 'f').write_text('x')
+    assert main(['cache', '--cache-dir', str(tmp_path / 'f')]) == 2
+    assert 'is a file; expected a folder' in capsys.readouterr().err
+
+def test_cache_console_script(fake_cache):
+    r = run('cache', '--clear', 'nope')
+    assert r.returncode == 2 and 'valid stages: arrays' in r.stderr and 'Traceback' not in r.stderr
+    r = run('cache')
+    assert r.returncode == 0 and summary_lines(r.stdout)['total'] == (9, '5.0 MiB'), r.stderr
