@@ -11,15 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-# Two known warnings, silenced here because this is the first drsn_tvl module that imports timm and (in train_victim)
-# fastai; drsn_tvl.model imports this module before its own fastai imports:
-# - torch >= 2.10 warns (FutureWarning) on fastai's import-time `@torch.jit.script` (fastai/layers.py): not actionable for
-#   users, and it opened every `drsn-tvl` command's output;
-# - tqdm.auto (through huggingface_hub, imported by timm) warns in a kernel without ipywidgets: text progress is what a
-#   papermill run wants.
-warnings.filterwarnings('ignore', message=r'`torch\.jit\.script` is deprecated', category=FutureWarning)
-warnings.filterwarnings('ignore', message='IProgress not found')
-
 import numpy as np
 import pandas as pd
 import timm
