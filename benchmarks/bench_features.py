@@ -7,8 +7,12 @@
    lazy source (synthetic phantoms drawn on demand).
 3. projection: time and disk for NIH ChestX-ray14 (112,120 images) with B7 at 224 and 600 px, from the measured
    per-image cost and bytes.
+4. sources (issue 14): the cost of the victim's own feature maps (feature_source = victim / both) against the attack
+   stage that precedes them: FGSM + PGD (10 steps) + noise on n images through the lite0 victim at 128 px, then the
+   features of the clean and the three adversarial versions (4n images, an upper bound: only successful examples are
+   extracted in the pipeline). A randomly initialised victim: speed does not depend on the weights.
 
-Run:  .venv/bin/python benchmarks/bench_features.py [--only throughput,rss,projection] [--threads N]
+Run:  .venv/bin/python benchmarks/bench_features.py [--only throughput,rss,projection,sources] [--threads N]
 On a CPU shared with other jobs, --threads 1 gives far steadier numbers (no OpenMP threads waiting for each other).
 Images: the real eye-diseases set (224 px) under the data_root setting when present, else synthetic phantoms.
 B7 weights come from the hub or a file where available; offline they are random (speed does not depend on them).
@@ -159,12 +163,44 @@ def projection(b7_224, n600=4, bs600=2):
         print(f"  measured on disk at {size} px: {b / 1024:,.1f} KiB per image in the shard .npy files (incl. headers)")
 
 
+def sources(n=64, size=128, bs=32):
+    "Seconds of the attack stage vs the features of each source on the same images (clean + 3 attacks)."
+    from drsn_tvl.attacks import run_attack
+    from drsn_tvl.features import create_extractor, extract_features
+    from drsn_tvl.victim import Victim
+    u8, lab, what = images(n, size)
+    x = torch.from_numpy(u8).permute(0, 3, 1, 2).float() / 255
+    torch.manual_seed(0)
+    victim = Victim('tf_efficientnet_lite0', 4, pretrained=False).eval()
+    y = torch.as_tensor(lab, dtype=torch.long) % 4
+    with torch.no_grad(): victim(x[:bs])                                   # warm-up
+    t0, adv = time.perf_counter(), []
+    for name, kw in (('fgsm', dict(eps=2 / 255)), ('pgd', dict(eps=2 / 255, alpha=0.5 / 255, steps=10)), ('noise', dict(std=8 / 255))):
+        adv.append(torch.cat([run_attack(name, victim, x[i:i + bs], y[i:i + bs], seed=0, **kw)[0] for i in range(0, n, bs)]))
+    t_attack = time.perf_counter() - t0
+    allx = torch.cat([x] + adv)
+    print(f"\n== sources: {n} images of {what} at {size} px, lite0 victim; attack stage (fgsm + pgd 10 steps + noise, batch {bs}) "
+          f"{t_attack:.1f} s; features of the {len(allx)} clean + adversarial images (threads {torch.get_num_threads()}, "
+          f"load avg {os.getloadavg()[0]:.1f})")
+    tmp = Path(tempfile.mkdtemp(prefix='bench_src_'))
+    try:
+        for src in ('backbone', 'victim', 'both'):
+            fx = create_extractor('tf_efficientnet_lite0', source=src, victim=victim, grid=4).eval()
+            with torch.inference_mode(): fx(x[:bs])                        # warm-up
+            t0 = time.perf_counter()
+            fs = extract_features((allx, np.zeros(len(allx), np.int64)), extractor=fx, out=tmp / src, batch_size=bs, progress=False)
+            dt = time.perf_counter() - t0
+            print(f"  {src:8s}: map {tuple(fs.maps.shape[1:])}, {dt:6.2f} s ({len(allx) / dt:6.1f} img/s) = "
+                  f"{100 * dt / t_attack:5.1f} % of the attack stage")
+    finally: shutil.rmtree(tmp, ignore_errors=True)
+
+
 if __name__ == '__main__':
     p = argparse.ArgumentParser()
     p.add_argument('--only', default='throughput,rss,projection')
     p.add_argument('--rss-child', type=int); p.add_argument('--size', type=int, default=64); p.add_argument('--layer', default='final')
     p.add_argument('--threads', type=int, help='torch intra-op threads (default: torch\'s)')
-    p.add_argument('--b7-n', type=int, default=24); p.add_argument('--lite-n', type=int, default=160)
+    p.add_argument('--b7-n', type=int, default=24); p.add_argument('--sources-n', type=int, default=64); p.add_argument('--lite-n', type=int, default=160)
     a = p.parse_args()
     if a.threads: torch.set_num_threads(a.threads)
     if a.rss_child: rss_child(a.rss_child, a.size, a.layer); sys.exit(0)
@@ -175,3 +211,4 @@ if __name__ == '__main__':
         b7 = throughput('efficientnet_b7', 224, a.b7_n, 8, 3)
     if 'rss' in only: rss(a.size, a.layer)
     if 'projection' in only: projection(b7)
+    if 'sources' in only: sources(a.sources_n)

@@ -1,28 +1,39 @@
-"""Perturbation generators (WGAN-GP, GAN, DCGAN) against PGD and FGSM at the same L-inf budget.
+"""Perturbation generators (WGAN-GP, GAN, DCGAN) against PGD-10 at the same L-inf budget, after 8-bit rounding.
 
-For each dataset: a victim from `drsn_tvl.attacks.train_victim` (cached), the three generators trained on the
-victim's training split (validated on its valid split, cached and resumable), then on the test split: clean
-accuracy, attack success rate among correctly classified images (after 8-bit rounding), mean L-inf / L2 of the
-perturbation in grey levels, generator training time, and attack throughput in images/s (one generator forward pass
-vs PGD's `pgd_steps` gradient steps, batch 32, same machine and thread count).
+For one dataset: the victim of the shared recipe (`drsn_tvl.victim.train_victim`, cached), then per budget the
+generators trained with one shared budget (`--epochs`, `--max-images` seeded training images of the victim's train
+split; validated on its valid split; cached and resumable), then on the test split, among the images the victim
+classifies correctly: the fooling rate after 8-bit rounding of each generator and of PGD-10 (both through the
+package's attack registry, `run_attack`, as the experiment runs them), the mean L-inf / L2 of the rounded
+perturbation in grey levels, the share of pixels whose perturbation rounded to zero, the critic's estimate on the
+valid split for the generator's images and for noise at the same L-inf (`critic_report`), the attack throughput in
+images/s (one generator forward pass vs PGD's 10 gradient steps, same victim, same batch of images), their ratio, and
+the generator's training cost (seconds, epochs, images).
 
-Datasets: the embedded synthetic set always; the shared real subsets when found under --data-root
-($DRSN_TVL_DATA_ROOT, default ../shared/data). Prints figures; asserts nothing.
-    .venv/bin/python benchmarks/bench_wgan.py [--datasets synthetic:64,nih-chestxray14:64,eye-diseases:64]
-        [--variants wgan,gan,dcgan] [--epochs 20] [--max-train 0] [--max-test 400] [--baselines fgsm,pgd] [--threads 1] [--eps 2/255]
+    .venv/bin/python benchmarks/bench_wgan.py [--dataset synthetic|eye-diseases|nih-chestxray14] [--data-root ../shared/data]
+        [--variants wgan,gan,dcgan] [--eps 2/255,8/255] [--epochs 10] [--max-images 200] [--max-test 300] [--threads 2] [--json F]
+Prints figures; asserts nothing.
 """
 import argparse, json, time
 import torch
 
-from drsn_tvl.core import get_settings, parse_value
-from drsn_tvl.data import find_root
+from drsn_tvl.core import parse_value
 from drsn_tvl.victim import train_victim, victim_splits
-from drsn_tvl.wgan import train_generator, as_tensors, evaluate_attack, round_to_8bit, to_float
+from drsn_tvl.wgan import train_generator, as_tensors, to_float
+from drsn_tvl.attacks import run_attack
 
-def subset(x, y, n, seed=0):
-    "The first `n` of a seeded permutation (all when n is 0 or ≥ len)."
+# the victims every agent and benchmark share (same recipe: same cache entry under ~/.cache/drsn_tvl)
+VICTIMS = {
+    'synthetic': dict(backbone='tf_efficientnet_lite0', img_size=64, epochs=2, seed=0),
+    'eye-diseases': dict(backbone='tf_efficientnet_lite0', img_size=128, epochs=4, max_train=3000, seed=0),
+    'nih-chestxray14': dict(backbone='tf_efficientnet_lite0', img_size=128, epochs=4, max_train=3000, seed=0),
+}
+
+def subset(x, y, n, seed=0, sort=True):
+    "The first `n` of a seeded permutation (all when n is 0 or ≥ len), in index order when `sort`."
     if not n or n >= len(y): return x, y
     idx = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))[:n]
+    if sort: idx = idx.sort().values
     return x[idx], y[idx]
 
 def rate(fn, x, bs=32, reps=2):
@@ -35,71 +46,59 @@ def rate(fn, x, bs=32, reps=2):
     return best
 
 def main():
-    s = get_settings()
-    ap = argparse.ArgumentParser()
-    ap.add_argument('--datasets', default='synthetic:64,nih-chestxray14:64,eye-diseases:64')
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('--dataset', default='synthetic', choices=sorted(VICTIMS))
+    ap.add_argument('--data-root', default='../shared/data')
     ap.add_argument('--variants', default='wgan,gan,dcgan')
-    ap.add_argument('--epochs', type=int, default=None, help='generator epochs (default: gen_epochs setting)')
-    ap.add_argument('--max-train', type=int, default=0, help='cap on generator training images (0: all)')
-    ap.add_argument('--max-test', type=int, default=400)
-    ap.add_argument('--baselines', default='fgsm,pgd', help="reference attacks at the same budget ('' to skip)")
+    ap.add_argument('--eps', default='2/255,8/255', help='comma-separated L-inf budgets')
+    ap.add_argument('--epochs', type=int, default=None, help='generator epochs (default: the gen_epochs setting)')
+    ap.add_argument('--max-images', type=int, default=200, help='generator training images (seeded subset of train; 0: all)')
+    ap.add_argument('--max-test', type=int, default=300)
+    ap.add_argument('--speed-images', type=int, default=64, help='images timed per attack (batch 32)')
     ap.add_argument('--threads', type=int, default=None)
-    ap.add_argument('--eps', default=None, help='L-inf budget, e.g. 2/255 (default: eps setting)')
-    ap.add_argument('--data-root', default=None)
     ap.add_argument('--json', default=None, help='also write the rows to this file')
     a = ap.parse_args()
     if a.threads: torch.set_num_threads(a.threads)
-    eps = float(parse_value(a.eps)) if a.eps else s.eps
-    data_root = a.data_root or s.data_root
-    print(f"eps {eps * 255:.3g}/255, torch threads {torch.get_num_threads()}, data_root {data_root}, "
-          f"PGD steps {s.pgd_steps} alpha {s.pgd_alpha * 255:.3g}/255", flush=True)
-    import torchattacks
+    t = time.perf_counter()
+    victim = train_victim(a.dataset, data_root=a.data_root, progress=False, **VICTIMS[a.dataset])
+    sp = victim_splits(victim.meta['config'])
+    tr, va, te = (as_tensors(sp[k]) for k in ('train', 'valid', 'test'))
+    tr = subset(*tr, a.max_images); te = subset(*te, a.max_test, seed=1)
+    x, y = to_float(te[0]), te[1]
+    with torch.no_grad(): correct = torch.cat([victim(b).argmax(1) for b in x.split(64)]) == y
+    print(f"== {a.dataset} {x.shape[-1]}px, victim {victim.arch} ({time.perf_counter() - t:.0f}s, cached if ~0): generator train "
+          f"{len(tr[1])} images, valid {len(va[1])}, test {len(y)} ({int(correct.sum())} correctly classified); torch threads "
+          f"{torch.get_num_threads()}", flush=True)
+    xs, ys = x[:a.speed_images], y[:a.speed_images]
     rows = []
-    for spec in a.datasets.split(','):
-        name, size = spec.split(':') if ':' in spec else (spec, s.img_size)
-        size = int(size)
-        if name != 'synthetic':
-            try: find_root(name, data_root=data_root)
-            except FileNotFoundError: print(f"== {name}: not found under {data_root}, skipped"); continue
-        t = time.perf_counter()
-        victim = train_victim(dataset=name, img_size=size, data_root=data_root, progress=False)
-        vt = time.perf_counter() - t
-        sp = victim_splits(victim.meta['config'])
-        tr, va, te = (as_tensors(sp[k]) for k in ('train', 'valid', 'test'))
-        tr = subset(*tr, a.max_train); te = subset(*te, a.max_test)
-        print(f"== {name} {size}px: victim {victim.arch} ({victim.source}), {vt:.0f}s (cached if ~0), "
-              f"train {len(tr[1])} valid {len(va[1])} test {len(te[1])}, classes {victim.meta['classes']}", flush=True)
-        xte, yte = to_float(te[0]), te[1]
-
-        def add(attack, adv, secs_train, ips, extra=None):
-            m = evaluate_attack(victim, xte, yte, adv)
-            rows.append(dict(dataset=name, img=size, attack=attack, clean_acc=m['clean_acc'], success=m['success'],
-                             linf=m['linf'] * 255, l2=m['l2'] * 255, train_s=secs_train, img_per_s=ips, **(extra or {})))
-            r = rows[-1]
-            print(f"   {attack:6s} clean acc {r['clean_acc']:.3f}  success {r['success']:.3f}  L∞ {r['linf']:.2f}  L2 {r['l2']:.2f} "
-                  f"(grey levels)  train {secs_train:7.1f}s  attack {ips:8.1f} img/s", flush=True)
-
-        for atk in [b for b in a.baselines.split(',') if b]:
-            a_ = (torchattacks.FGSM(victim, eps=eps) if atk == 'fgsm' else
-                  torchattacks.PGD(victim, eps=eps, alpha=s.pgd_alpha, steps=s.pgd_steps, random_start=True))
+    for eps in [float(parse_value(e)) for e in a.eps.split(',')]:
+        def fooled(name):
             torch.manual_seed(0)
-            adv = torch.cat([round_to_8bit(a_(b, l), b, eps) for b, l in zip(xte.split(32), yte.split(32))])
-            add(atk, adv, 0., rate(lambda b: a_(b, yte[:len(b)]), xte[:128], reps=1))
+            xa, ok = run_attack(name, victim, x, y, eps=eps)
+            d = (xa - x)[correct].flatten(1)
+            return dict(success=(ok & correct).sum().item() / max(int(correct.sum()), 1), linf=d.abs().amax(1).mean().item() * 255,
+                        l2=d.norm(dim=1).mean().item() * 255, zero=(d == 0).float().mean().item())
+        pgd = dict(attack='pgd-10', eps=round(eps * 255, 3), **fooled('pgd'),
+                   img_per_s=rate(lambda b: run_attack('pgd', victim, b, ys[:len(b)], eps=eps), xs, reps=1))
+        rows.append(pgd)
         for v in a.variants.split(','):
             t = time.perf_counter()
             gan = train_generator(victim, tr, va, v, epochs=a.epochs, eps=eps, progress=False)
             wall = time.perf_counter() - t
-            secs = sum(r['time'] for r in gan.history)
-            with torch.no_grad(): ips = rate(lambda b: gan.G.eval().attack(b), xte, reps=3)
-            h = gan.history[-1]
-            add(v, gan.attack(xte), secs, ips, dict(epochs=gan.epoch, valid_success=h.get('success'), critic_gap=h['critic_gap'],
-                                                   wall_this_run=wall))
-            print(f"          valid success by epoch: {[round(r.get('success', float('nan')), 3) for r in gan.history]}", flush=True)
+            ips = rate(lambda b: run_attack(v, victim, b, ys[:len(b)], eps=eps), xs, reps=2)
+            c = gan.meta.get('critic', {})
+            rows.append(dict(attack=v, eps=round(eps * 255, 3), **fooled(v), img_per_s=ips, speedup=ips / pgd['img_per_s'],
+                             train_s=sum(r['time'] for r in gan.history), epochs=gan.epoch, train_images=len(tr[1]),
+                             wall_this_run=wall, critic_gen=c.get('generator'), critic_uniform=c.get('uniform'),
+                             critic_gaussian=c.get('gaussian'), critic_sign=c.get('sign')))
+            print(f"   eps {eps * 255:.3g}/255 {v}: valid success by epoch {[round(r.get('success', float('nan')), 3) for r in gan.history]}", flush=True)
+    import pandas as pd
+    df = pd.DataFrame(rows)
+    print(df.to_string(index=False, float_format=lambda f: f'{f:.3f}'))
+    print("success: fooled among the correctly classified test images, after 8-bit rounding; linf/l2 in grey levels; zero: share of "
+          "perturbation values that are 0 after rounding; critic_*: E[D(clean)] - E[D(x')] on the valid split (Wasserstein estimate for "
+          "wgan, logit gap for gan/dcgan; smaller = closer to clean); speedup: generator img/s over PGD-10 img/s")
     if a.json:
         with open(a.json, 'w') as f: json.dump(rows, f, indent=1)
-    if rows:
-        import pandas as pd
-        print(pd.DataFrame(rows)[['dataset', 'img', 'attack', 'clean_acc', 'success', 'linf', 'l2', 'train_s', 'img_per_s']]
-              .to_string(index=False, float_format=lambda v: f'{v:.3f}'))
 
 if __name__ == '__main__': main()

@@ -13,34 +13,16 @@ elsewhere is reused); without it, the second argument is an existing run folder:
 The paper's own tables (`paper_table_*.csv`, constants) are not compared. Timing columns (`stage_seconds.csv` entirely, `sec_per_image` of `attack_stats.csv`) are dropped before comparing;
 every other byte must match. Exit status 1 if any table differs or is missing on one side.
 """
-import argparse, io, os, subprocess, sys, time
+import argparse, os, subprocess, sys, time
 from pathlib import Path
 
-import pandas as pd
 
-TIMING = {'stage_seconds.csv': None, 'attack_stats.csv': ['sec_per_image']}
-
-
-def _bytes(path: Path) -> bytes:
-    "The CSV's bytes with timing columns removed (the file itself when it has none)."
-    drop = TIMING.get(path.name, [])
-    if drop is None: return b''
-    if not drop: return path.read_bytes()
-    df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    buf = io.StringIO(); df.drop(columns=[c for c in drop if c in df]).to_csv(buf, index=False)
-    return buf.getvalue().encode()
+from drsn_tvl.experiment import TIMING, compare_runs   # noqa: F401  (TIMING: the timing columns left out)
 
 
 def compare(a: Path, b: Path) -> list:
     "Rows (table, status) for every CSV in either folder: identical, DIFFERENT, or missing on one side."
-    rows = []
-    for name in sorted({p.name for p in a.glob('*.csv')} | {p.name for p in b.glob('*.csv')}):
-        pa, pb = a / name, b / name
-        if name.startswith('paper_table_'): continue          # the paper's reported numbers, written as they are: not measured
-        if not pa.is_file() or not pb.is_file(): rows.append((name, f'missing in {a if not pa.is_file() else b}')); continue
-        if TIMING.get(name, []) is None: rows.append((name, 'timing only (skipped)')); continue
-        rows.append((name, 'identical' if _bytes(pa) == _bytes(pb) else 'DIFFERENT'))
-    return rows
+    return [(n, 'timing only (skipped)' if s == 'timing only' else s) for n, s in compare_runs(a, b)['status'].items()]
 
 
 def main(argv=None):

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .core import (AttackError, GANError, StageConfig, atomic_write, check_images, device_of, is_grey, model_fingerprint, safe_load,
+from .core import (AttackError, GANError, StageConfig, atomic_write, cached_entry, check_images, device_of, is_grey, model_fingerprint, safe_load,
                            project_linf, settings_hash, to_8bit)
 from .data import SPLITS, get_dataset, load_arrays
 from .clahe import CLAHE, clahe_tensor
@@ -101,6 +101,7 @@ class AttackConfig(StageConfig):
     boundary_steps: int
     boundary_spherical_step: float
     boundary_source_step: float
+    boundary_l2: float
     adaptive_steps: int
     adaptive_weight: float
     adaptive_lr: float
@@ -122,6 +123,7 @@ class AttackConfig(StageConfig):
         if self.attack_batch_size < 1 or self.attack_chunk_size < 1:
             raise ValueError(f"attack_batch_size and attack_chunk_size must be >= 1, got {self.attack_batch_size}, {self.attack_chunk_size}")
         if self.img_size < 1: raise ValueError(f"[data] img_size must be >= 1, got {self.img_size}")
+        if self.boundary_l2 < 0: raise ValueError(f"setting [attack] boundary_l2: expected an L2 budget >= 0 (0: eps·sqrt(C·H·W)), got {self.boundary_l2}")
 
 # %% ../nbs/05_attacks.ipynb #c6cbcca2
 _RESERVED = ('model', 'images', 'labels', 'seed', 'n_classes', 'cfg')
@@ -263,6 +265,9 @@ def run_attack(name: str, model: nn.Module, images, labels, seed=None, round_8bi
             if round_8bit: adv = to_8bit(adv)
             if spec.project: adv = project_linf(adv, x, params['eps'], tol=1e-7)
             with torch.no_grad(): success = model(adv).argmax(1) != y
+        if 'l2_budget' in params:      # an L2-budgeted attack: beyond its budget an example is not adversarial for this run
+            budget = float(params['l2_budget']) or float(cfg.eps) * x[0].numel() ** 0.5
+            success = success & (perturbation_norms(x, adv)[1] <= budget * (1 + 1e-6))
     finally:
         model.train(training)
     return adv.to(images.device), success.cpu()
@@ -356,9 +361,10 @@ def autoattack(model, images, labels, eps, norm='Linf', version='standard', step
 
 # %% ../nbs/05_attacks.ipynb #6f999fcd
 @register_attack('boundary', 'L2', 'decision-based', 'foolbox', minimal=True,
-                 settings={'steps': 'boundary_steps', 'spherical_step': 'boundary_spherical_step', 'source_step': 'boundary_source_step'})
-def boundary(model, images, labels, steps, spherical_step=0.01, source_step=0.01, init_directions=20, init_steps=50):
-    "foolbox 3 BoundaryAttack (decision-based, L2 minimisation); starts from blended noise, else from an image of another predicted class."
+                 settings={'steps': 'boundary_steps', 'spherical_step': 'boundary_spherical_step', 'source_step': 'boundary_source_step',
+                           'l2_budget': 'boundary_l2'})
+def boundary(model, images, labels, steps, spherical_step=0.01, source_step=0.01, init_directions=20, init_steps=50, l2_budget=0.):
+    "foolbox 3 BoundaryAttack (decision-based, L2 minimisation); starts from blended noise, else from an image of another predicted class. `run_attack` counts an example as adversarial only within `l2_budget` (0: eps·√(C·H·W), the L2 length of the run's L∞ budget on every pixel)."
     import foolbox as fb
     fmodel = fb.PyTorchModel(model, bounds=(0, 1), device=images.device)
     with warnings.catch_warnings(), torch.no_grad():
@@ -403,9 +409,14 @@ def pgd_ref(model, images, labels, eps, alpha, steps, random_start=True, seed=0)
         x = torch.max(torch.min(x, x0 + eps), x0 - eps).clamp(0, 1)     # Π_ε, then the image box
     return x.detach()
 
+# %% ../nbs/05_attacks.ipynb #7c4d8aca
+from .wgan import GeneratorNotFound, check_trained
+
+
 # %% ../nbs/05_attacks.ipynb #9335234a
 def register_generator(gan: AdvGAN) -> AdvGAN:
-    "Make a trained `gan` the one the registered attack of its variant uses for its victim, budget and image size."
+    "Make a trained `gan` (≥ 1 epoch, else `GANError`) the one the registered attack of its variant uses for its victim, budget and image size."
+    check_trained(gan)
     _TRAINED[(gan.victim_fp, gan.variant, round(gan.eps, 10), gan.img_size)] = gan
     return gan
 
@@ -603,14 +614,11 @@ def build_adversarial_set(victim: nn.Module, split: str = 'test', attacks=None, 
     base = settings_hash('adversarial', victim_key(victim), dataset, ds.root, ds_kwargs, split, img_size, clahe_stage,
                          repr(CLAHE()), n_max, seed, pos.tolist())
     folder = Path(cfg.cache_dir) / 'adversarial' / f'{dataset}-{split}-{base}'
-    cpath = folder / 'clean.pt'
-    if cpath.is_file():
-        c = safe_load(cpath, 'adversarial-set cache entry')
-    else:
-        pred = predict(victim, x_all.float() / 255, bs).argmax(1)
-        ok = pred == y_all
-        c = dict(index=torch.from_numpy(pos)[ok], labels=y_all[ok], x=x_all[ok], n_split=torch.tensor(len(pos)))
-        atomic_write(cpath, lambda p: torch.save(c, p))
+    def clean_entry():
+        ok = predict(victim, x_all.float() / 255, bs).argmax(1) == y_all
+        return dict(index=torch.from_numpy(pos)[ok], labels=y_all[ok], x=x_all[ok], n_split=torch.tensor(len(pos)))
+    save, load = (lambda v, p: torch.save(v, p)), (lambda p: safe_load(p, 'adversarial-set cache entry'))
+    c = cached_entry(folder / 'clean.pt', clean_entry, save, load, 'adversarial-set cache entry')   # checked on read, locked while made
     x, y, n = c['x'], c['labels'], len(c['labels'])
     clean_out = clahe_tensor(x.float() / 255) if (clahe_stage == 'after_attack' and n) else x.float() / 255
 
@@ -624,8 +632,7 @@ def build_adversarial_set(victim: nn.Module, split: str = 'test', attacks=None, 
         parts = []
         it = progress_bar(list(enumerate(chunks)), parent=mb, leave=False) if progress else enumerate(chunks)
         for ci, (a, b) in it:
-            cf = adir / f'chunk_{ci:05d}.pt'
-            if not cf.is_file():
+            def chunk(a=a, b=b, ci=ci):
                 xa, ya, t0, outs = x[a:b].float() / 255, y[a:b], time.time(), []
                 for j in range(0, b - a, bs):
                     outs.append(run_attack(spec.name, victim, xa[j:j + bs], ya[j:j + bs], seed=seed + ci * 10007 + j,
@@ -635,10 +642,10 @@ def build_adversarial_set(victim: nn.Module, split: str = 'test', attacks=None, 
                 linf, l2 = perturbation_norms(xa, xadv)
                 p_adv = predict(victim, xadv, bs).argmax(1)
                 if clahe_stage == 'after_attack': xadv = clahe_tensor(xadv)
-                rec = dict(adv=_to_u8(xadv) if round_8bit or clahe_stage == 'after_attack' else xadv, success=ok, pred=p_adv,
-                           linf=linf, l2=l2, seconds=torch.tensor(secs, dtype=torch.float64))
-                atomic_write(cf, lambda p: torch.save(rec, p))
-            parts.append(safe_load(cf, 'adversarial-set cache chunk'))
+                return dict(adv=_to_u8(xadv) if round_8bit or clahe_stage == 'after_attack' else xadv, success=ok, pred=p_adv,
+                            linf=linf, l2=l2, seconds=torch.tensor(secs, dtype=torch.float64))
+            parts.append(cached_entry(adir / f'chunk_{ci:05d}.pt', chunk, save, lambda p: safe_load(p, 'adversarial-set cache chunk'),
+                                      'adversarial-set cache chunk'))
         cat = lambda k: torch.cat([p[k] for p in parts]) if parts else torch.zeros(0)
         adv[spec.name] = cat('adv') if parts else torch.zeros((0,) + tuple(x.shape[1:]), dtype=torch.uint8)
         success[spec.name] = cat('success').bool() if parts else torch.zeros(0, dtype=torch.bool)

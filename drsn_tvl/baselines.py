@@ -22,8 +22,8 @@ from .model import DETECTORS, DetectionPipeline, Detector, register_detector
 # %% auto #0
 __all__ = ['BASELINES', 'BaselineConfig', 'baseline_config', 'VictimMissing', 'last_linear', 'victim_layers', 'VictimTap',
            'ClassicDetector', 'KDBU', 'lid', 'LID', 'Mahalanobis', 'bpda', 'bit_depth', 'median_filter', 'Squeeze',
-           'DFeat', 'kd_bu', 'lid_detector', 'mahalanobis', 'mahalanobis_pp', 'squeeze', 'dfeat', 'takes_images',
-           'adaptive_attack', 'classic_table', 'adaptive_table', 'plot_adaptive']
+           'DFeat', 'LogReg', 'kd_bu', 'lid_detector', 'mahalanobis', 'mahalanobis_pp', 'squeeze', 'dfeat', 'logreg',
+           'takes_images', 'adaptive_attack', 'classic_table', 'adaptive_table', 'plot_adaptive']
 
 # %% ../nbs/08_baselines.ipynb #8394deb5
 @dataclass(frozen=True)
@@ -474,8 +474,15 @@ class DFeat(ClassicDetector):
         soft = lg(self.soft_forest(f))
         return soft + (hard - soft).detach()
 
+# %% ../nbs/08_baselines.ipynb #b8328bdd
+class LogReg(ClassicDetector):
+    "The simplest baseline: scikit-learn logistic regression on the globally average-pooled, standardised feature maps (any feature source)."
+    inputs = 'features'
+    def _fit(self, x, y, valid): self._state = _Logistic.fit(x.mean((2, 3)), y.numpy(), self.seed)
+    def _logit(self, x): return _Logistic.logit(self._state, x.mean((2, 3)))
+
 # %% ../nbs/08_baselines.ipynb #1da1e963
-BASELINES = ('kd_bu', 'lid', 'mahalanobis', 'mahalanobis_pp', 'squeeze', 'dfeat')
+BASELINES = ('kd_bu', 'lid', 'mahalanobis', 'mahalanobis_pp', 'squeeze', 'dfeat', 'logreg')
 
 @register_detector('kd_bu', neural=False, paper='Feinman et al. 2017 (not in the paper)', inputs='images')
 def kd_bu(in_shape, classes, baseline_cfg: BaselineConfig | None = None, **kw):
@@ -512,6 +519,12 @@ def squeeze(in_shape, classes, baseline_cfg: BaselineConfig | None = None, **kw)
 def dfeat(in_shape, classes, baseline_cfg: BaselineConfig | None = None, **kw):
     "Random forest (rf_trees) on globally pooled backbone feature maps."
     return DFeat(in_shape, classes, cfg=baseline_config(baseline_cfg), **kw)
+
+# %% ../nbs/08_baselines.ipynb #fa44b75b
+@register_detector('logreg', neural=False, paper='simplest baseline (not in the paper)', inputs='features')
+def logreg(in_shape, classes, baseline_cfg: BaselineConfig | None = None, **kw):
+    "Logistic regression (scikit-learn, seeded) on globally pooled, standardised feature maps of any feature source."
+    return LogReg(in_shape, classes, cfg=baseline_config(baseline_cfg), **kw)
 
 # %% ../nbs/08_baselines.ipynb #fda270f3
 def takes_images(name: str) -> bool:

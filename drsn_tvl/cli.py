@@ -17,7 +17,7 @@ from fastcore.basics import tuplify
 from fastcore.docments import docments, ann_parts
 from fastcore.script import anno2str, _arg_kw, _union_type
 
-from .core import atomic_write, get_settings
+from .core import SUM_SUFFIX, atomic_write, get_settings
 from .data import IMG_EXTS, SPLITS, DataConfig, dataset_table, read_image, resize
 from .clahe import prepare
 from .victim import VICTIM_RECIPES, train_victim
@@ -333,6 +333,13 @@ def _tree_stat(p: Path) -> tuple:
     return size, newest
 
 # %% ../nbs/11_cli.ipynb #9525c67f
+def _entry_name(p: Path, kind: str) -> str:
+    "The entry a cache file belongs to: its checksum record `<f>.sha256` and lock `<f>.lock` go with `<f>`; `stem` kind groups `<key>.pt` + `<key>.json`."
+    n = p.name
+    for suf in (SUM_SUFFIX, '.lock'):
+        if n.endswith(suf): n = n[:-len(suf)]
+    return Path(n).stem if kind == 'stem' and not p.is_dir() else n
+
 def cache_entries(cache_dir) -> pd.DataFrame:
     "One row per cache entry under `cache_dir`: stage (a `CACHE_STAGES` name or `other`), name, bytes, mtime, paths."
     d, rows = Path(cache_dir).expanduser(), []
@@ -341,7 +348,7 @@ def cache_entries(cache_dir) -> pd.DataFrame:
         if top.name in CACHE_STAGES and top.is_dir() and not top.is_symlink():
             kind, groups = CACHE_STAGES[top.name][1], {}
             for p in sorted(top.iterdir()):
-                groups.setdefault(p.stem if kind == 'stem' and not p.is_dir() else p.name, []).append(p)
+                groups.setdefault(_entry_name(p, kind), []).append(p)
             for name, paths in groups.items(): rows.append((top.name, name, paths))
         else: rows.append(('other', top.name, [top]))
     stats = [[_tree_stat(p) for p in paths] for _, _, paths in rows]

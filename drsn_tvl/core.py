@@ -6,7 +6,7 @@ Docs: https://drsn-tvl.github.io/drsn_tvl/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #741c2239
 from __future__ import annotations
-import configparser, dataclasses, hashlib, json, os, re, typing
+import configparser, contextlib, dataclasses, hashlib, json, os, re, typing, warnings
 from dataclasses import dataclass, fields
 from typing import ClassVar
 from pathlib import Path
@@ -17,11 +17,12 @@ from torch import nn
 from fastcore.basics import AttrDict
 
 # %% auto #0
-__all__ = ['SETTINGS_ENV', 'SECTIONS', 'parse_value', 'settings_path', 'read_sections', 'read_settings', 'get_settings',
-           'StageConfig', 'seed_everything', 'DataError', 'DataNotFound', 'AttackError', 'GANError', 'FeatureError',
-           'ImageSizeError', 'CacheMismatch', 'CorruptCache', 'atomic_write', 'settings_hash', 'UnsafeFile',
-           'safe_load', 'model_fingerprint', 'data_fingerprint', 'is_grey', 'project_linf', 'to_8bit', 'device_of',
-           'check_images']
+__all__ = ['SETTINGS_ENV', 'SECTIONS', 'SUM_SUFFIX', 'parse_value', 'settings_path', 'read_sections', 'read_settings',
+           'get_settings', 'StageConfig', 'seed_everything', 'stage_seed', 'DataError', 'DataNotFound', 'AttackError',
+           'GANError', 'FeatureError', 'ImageSizeError', 'CacheMismatch', 'CorruptCache', 'atomic_write',
+           'settings_hash', 'UnsafeFile', 'safe_load', 'CorruptFile', 'file_sha256', 'write_checked', 'check_file',
+           'file_lock', 'cached_entry', 'read_json', 'model_fingerprint', 'data_fingerprint', 'is_grey', 'project_linf',
+           'to_8bit', 'device_of', 'check_images']
 
 # %% ../nbs/00_core.ipynb #19324b4e
 _BOOLS = {'true': True, 'yes': True, 'on': True, 'false': False, 'no': False, 'off': False}
@@ -165,6 +166,11 @@ def seed_everything(seed: int) -> int:
     random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
     return seed
 
+def stage_seed(seed: int, stage: str) -> int:
+    "The seed of one pipeline stage, derived from the run's `seed` and the stage's name: a stage's random draws never depend on what the stages before it drew, or whether they were read from the cache instead."
+    return int(hashlib.sha256(f'{int(seed)}/{stage}'.encode()).hexdigest()[:8], 16)
+
+
 # %% ../nbs/00_core.ipynb #53f567ac
 class DataError(ValueError):
     "Malformed dataset contents: a missing column, an unreadable image, an empty class folder..."
@@ -218,13 +224,107 @@ class UnsafeFile(ValueError):
     "A file that would need full unpickling (arbitrary code) to load: refused."
 
 def safe_load(path, what: str = 'file'):
-    "`torch.load(path, weights_only=True)` on the CPU; a file holding other Python objects raises `UnsafeFile` naming it."
+    "`torch.load(path, weights_only=True)` on the CPU; a file holding other Python objects raises `UnsafeFile`, an unreadable one `CorruptFile`, both naming it."
     import pickle
     try: return torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as e:
         raise UnsafeFile(f"{path}: refused to load this {what}: it holds Python objects beyond tensors and plain values, which "
                          f"could run code when unpickled. Only load files this package wrote (and you trust); re-create it "
                          f"otherwise. ({str(e).splitlines()[-1][:200]})") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        if isinstance(e, FileNotFoundError): raise
+        raise CorruptFile(f"{path}: this {what} is not a readable torch file (truncated or damaged?): "
+                          f"{str(e).splitlines()[0][:200]}") from None
+
+# %% ../nbs/00_core.ipynb #f90069d8
+class CorruptFile(ValueError):
+    "A file that is truncated, altered or lacks its checksum record: reported with its path, never used."
+
+
+# %% ../nbs/00_core.ipynb #c5c0dda2
+SUM_SUFFIX = '.sha256'     # the checksum record of a cache file: `<file>.sha256` holding "<size> <sha256>"
+
+def file_sha256(path, chunk: int = 1 << 23) -> str:
+    "SHA-256 (hex) of a file's bytes, read in chunks."
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for b in iter(lambda: f.read(chunk), b''): h.update(b)
+    return h.hexdigest()
+
+def _sum_path(path) -> Path: return Path(path).with_name(Path(path).name + SUM_SUFFIX)
+
+
+# %% ../nbs/00_core.ipynb #fa702daf
+def write_checked(path, write_fn) -> Path:
+    "`atomic_write(path, write_fn)` plus the record `<path>.sha256` (size, SHA-256) that `check_file` verifies on read."
+    path = Path(path)
+    rec = {}
+    def write(tmp):
+        write_fn(tmp); rec['line'] = f"{Path(tmp).stat().st_size} {file_sha256(tmp)}\n"
+    atomic_write(path, write)
+    atomic_write(_sum_path(path), lambda p: Path(p).write_text(rec['line']))
+    return path
+
+
+# %% ../nbs/00_core.ipynb #ba59a0f1
+def check_file(path, what: str = 'cache entry') -> Path:
+    "`path` if its size and SHA-256 match its `.sha256` record; else `CorruptFile` naming the file, what is wrong and how to clear it."
+    path, rec = Path(path), _sum_path(path)
+    fix = f"delete it (and {rec.name}) or clear the stage with `drsn-tvl cache --clear`, then run again to recompute it"
+    if not path.is_file(): raise CorruptFile(f"{path}: this {what} does not exist")
+    try: size, sha = rec.read_text().split()
+    except (OSError, ValueError):
+        raise CorruptFile(f"{path}: this {what} has no valid checksum record {rec.name} (an interrupted write, or written by "
+                          f"an older version); {fix}") from None
+    got = path.stat().st_size
+    if got != int(size): raise CorruptFile(f"{path}: this {what} is damaged: {got} bytes, its record says {size} (truncated?); {fix}")
+    if file_sha256(path) != sha: raise CorruptFile(f"{path}: this {what} is damaged: its SHA-256 differs from its record; {fix}")
+    return path
+
+
+# %% ../nbs/00_core.ipynb #12e0e3f8
+@contextlib.contextmanager
+def file_lock(path):
+    "Hold an exclusive advisory lock on `<path>.lock` (`fcntl.flock`; other processes block) while the block runs; a no-op without `fcntl`."
+    try: import fcntl
+    except ImportError: yield; return
+    lock = Path(path).with_name(Path(path).name + '.lock'); lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, 'a') as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try: yield
+        finally: fcntl.flock(f, fcntl.LOCK_UN)
+
+
+# %% ../nbs/00_core.ipynb #0645e9af
+def _drop(path):
+    for p in (Path(path), _sum_path(path)):
+        if p.exists(): p.unlink()
+
+def cached_entry(path, compute, save, load, what: str = 'cache entry'):
+    "The value cached at `path`: read (after `check_file`) with `load(path)`, else `compute()`d under `file_lock` and written by `save(value, tmp)` with its checksum record. A damaged entry is reported (warning, with its path) and recomputed."
+    path = Path(path)
+    def read():
+        if not path.exists(): return _MISSING
+        try: return load(check_file(path, what))
+        except CorruptFile as e:
+            warnings.warn(f"{e}. Recomputing it.", stacklevel=3); _drop(path); return _MISSING
+    if (v := read()) is not _MISSING: return v
+    with file_lock(path):
+        if (v := read()) is not _MISSING: return v           # another process finished it while this one waited
+        v = compute()
+        write_checked(path, lambda p: save(v, p))
+        return v
+
+_MISSING = object()
+
+
+# %% ../nbs/00_core.ipynb #ec9f15c7
+def read_json(path, what: str = 'file'):
+    "The JSON in `path`; a file that does not parse raises `CorruptFile` naming it (a missing one `FileNotFoundError`)."
+    try: return json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CorruptFile(f"{path}: this {what} is not valid JSON (truncated or damaged?): {e}") from None
+
 
 # %% ../nbs/00_core.ipynb #cbac852f
 def _hash_tensor(h, t):

@@ -17,17 +17,19 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from .core import DataError, DataNotFound, StageConfig, atomic_write, get_settings, settings_hash
+from .core import DataError, DataNotFound, StageConfig, atomic_write, cached_entry, get_settings, settings_hash
 
 # %% auto #0
-__all__ = ['SPLITS', 'DATASETS', 'PHANTOM_SIZE', 'IMG_EXTS', 'NIH_FINDINGS', 'APTOS_GRADES', 'HAM_CLASSES', 'FOLDER_LAYOUT',
-           'FOLDER_EXTS', 'DataConfig', 'to_uint8_rgb', 'dicom_to_uint8', 'read_dicom', 'read_image', 'resize',
-           'to_tensor', 'assign_splits', 'MedicalDataset', 'DatasetSpec', 'register_dataset', 'list_datasets',
-           'find_root', 'dataset_table', 'get_index', 'get_dataset', 'get_splits', 'draw_phantom', 'PhantomArray',
-           'image_files', 'read_csv', 'class_folders', 'medmnist_info', 'medmnist_file', 'load_npz', 'OrthoSlices',
-           'label_codes', 'folder_csv', 'load_arrays']
+__all__ = ['BAD_IMAGE_POLICIES', 'SPLITS', 'DATASETS', 'PHANTOM_SIZE', 'IMG_EXTS', 'NIH_FINDINGS', 'APTOS_GRADES', 'HAM_CLASSES',
+           'FOLDER_LAYOUT', 'FOLDER_EXTS', 'SKIPPED', 'DataConfig', 'to_uint8_rgb', 'dicom_to_uint8', 'read_dicom',
+           'read_image', 'resize', 'to_tensor', 'assign_splits', 'MedicalDataset', 'DatasetSpec', 'register_dataset',
+           'list_datasets', 'find_root', 'dataset_table', 'get_index', 'get_dataset', 'get_splits', 'draw_phantom',
+           'PhantomArray', 'image_files', 'read_csv', 'class_folders', 'medmnist_info', 'medmnist_file', 'load_npz',
+           'OrthoSlices', 'label_codes', 'folder_csv', 'load_arrays']
 
 # %% ../nbs/01_data.ipynb #396021fb
+BAD_IMAGE_POLICIES = ('error', 'skip')   # on_bad_image: stop at an unreadable image, or leave it out and list it
+
 @dataclass(frozen=True)
 class DataConfig(StageConfig):
     "The `[data]` settings: which dataset, where the data and caches live, image size, seed, split fractions."
@@ -41,6 +43,7 @@ class DataConfig(StageConfig):
     split_fracs: tuple[float, ...]
     synthetic_n: int
     num_workers: int
+    on_bad_image: str = 'error'
 
     def check(self):
         f = np.asarray(self.split_fracs, float)
@@ -48,6 +51,8 @@ class DataConfig(StageConfig):
             raise ValueError(f"split_fracs must be three non-negative fractions summing to 1, got {f.tolist()}")
         if self.img_size < 8: raise ValueError(f"img_size must be at least 8 pixels, got {self.img_size}")
         if self.synthetic_n < 6: raise ValueError(f"synthetic dataset needs n >= 6 images (two per split), got {self.synthetic_n}")
+        if self.on_bad_image not in BAD_IMAGE_POLICIES:
+            raise ValueError(f"on_bad_image must be one of {BAD_IMAGE_POLICIES}, got {self.on_bad_image!r}")
         if self.num_workers < 0: raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
 
 # %% ../nbs/01_data.ipynb #e349ff4e
@@ -657,20 +662,39 @@ def _folder(root, csv=None):
     return idx, classes, None
 
 # %% ../nbs/01_data.ipynb #30ea5ef0
-def load_arrays(ds: MedicalDataset, cache_dir=None, cache=True, progress=True, cfg: DataConfig | None = None):
-    "All images of `ds` as (uint8 N×H×W×3 array, int64 labels), cached on disk (under `cache_dir`, default `DataConfig.cache_dir`) when `cache`."
+SKIPPED: dict = {}      # {(dataset, split): [items]}: images left out by on_bad_image = skip, in the order met (for the report)
+
+def _read_arrays(path):
+    try:
+        with np.load(path) as z: return z['x'], z['y'], [str(s) for s in z['bad']] if 'bad' in z.files else []
+    except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile) as e:   # allow_pickle=False: an object array is refused, not run
+        raise DataError(f"{path}: an unsafe or unreadable pixel-cache entry ({e}); delete the file and run again to recompute it") from None
+
+def load_arrays(ds: MedicalDataset, cache_dir=None, cache=True, progress=True, on_bad_image: str | None = None,
+                cfg: DataConfig | None = None):
+    "All images of `ds` as (uint8 N×H×W×3 array, int64 labels), cached on disk (under `cache_dir`, default `DataConfig.cache_dir`) when `cache`. `on_bad_image`: `error` (default) stops at an unreadable image, `skip` leaves it out (listed in `SKIPPED`)."
     from fastprogress.fastprogress import progress_bar
+    if cache_dir is None or on_bad_image is None:
+        cfg = (cfg or DataConfig.from_settings()).replace(cache_dir=cache_dir, on_bad_image=on_bad_image)
+        cache_dir, on_bad_image = cfg.cache_dir, cfg.on_bad_image
+    if on_bad_image not in BAD_IMAGE_POLICIES: raise ValueError(f"on_bad_image must be one of {BAD_IMAGE_POLICIES}, got {on_bad_image!r}")
     key = settings_hash(ds.name, ds.root, ds.split, ds.img_size, ds.index['item'].astype(str).tolist(),
                         ds.labels.tolist(), repr(ds.tfms), getattr(ds.array, 'seed', None), getattr(ds.array, 'version', None))
-    cache_dir = cache_dir if cache_dir is not None else (cfg or DataConfig.from_settings()).cache_dir
     path = Path(cache_dir) / 'arrays' / f'{ds.name}-{ds.split}-{ds.img_size}-{key}.npz'
-    if cache and path.is_file():
-        try:
-            with np.load(path) as z: return z['x'], z['y']          # allow_pickle=False: an object array is refused, not run
-        except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile) as e:
-            raise DataError(f"{path}: a damaged or unsafe pixel-cache entry ({e}); delete the file and run again to recompute it") from None
-    it = range(len(ds))
-    x = np.stack([ds.image(i) for i in (progress_bar(it, leave=False) if progress else it)])
-    y = ds.labels
-    if cache: atomic_write(path, lambda p: np.savez(open(p, 'wb'), x=x, y=y))
+    def compute():
+        imgs, keep, bad = [], [], []
+        it = range(len(ds))
+        for i in (progress_bar(it, leave=False) if progress else it):
+            try: imgs.append(ds.image(i)); keep.append(i)
+            except DataError:
+                if on_bad_image == 'error': raise
+                bad.append(str(ds.index['item'].iat[i]))
+        if not imgs: raise DataError(f"{ds.name} {ds.split}: none of its {len(ds)} images could be read")
+        return np.stack(imgs), np.asarray(ds.labels)[keep], bad
+    save = lambda v, p: np.savez(open(p, 'wb'), x=v[0], y=v[1], bad=np.array(v[2], dtype=str))
+    x, y, bad = cached_entry(path, compute, save, _read_arrays, 'pixel-cache entry') if cache else compute()
+    if bad and on_bad_image == 'error':       # a cache written by a run that skipped: this run asked to stop instead
+        raise DataError(f"{ds.name} {ds.split}: {len(bad)} unreadable image(s), e.g. {bad[:3]}; set on_bad_image = skip to leave them out")
+    if bad: SKIPPED[(ds.name, ds.split)] = bad
     return x, y
+

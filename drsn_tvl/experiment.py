@@ -13,17 +13,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .core import atomic_write, get_settings, seed_everything
+from .core import atomic_write, get_settings, seed_everything, stage_seed
 from .data import DATASETS, SPLITS, find_root
 
 # %% auto #0
-__all__ = ['PAPER_TABLES', 'FROM_SETTINGS', 'PARAMS', 'PRESETS', 'METRICS', 'SIMPLEST', 'PROGRESS', 'STAGES', 'paper_table',
-           'experiment_params', 'check_params', 'stage_victim', 'stage_generators', 'stage_adversarial',
-           'extractor_for', 'stage_features', 'detection_data', 'fit_and_score', 'summarise', 'caption',
-           'table_detectors', 'table_generators', 'table_backbones', 'table_unseen', 'plot_roc', 'plot_confusion',
-           'plot_eps_sweep', 'summary_md', 'write_report', 'Run', 'run_attack_stages', 'run_detector_stages',
-           'run_paper_tables', 'run_beyond', 'run_eps_sweep', 'finish_run', 'run_experiment', 'experiment_notebook',
-           'run_name', 'ProgressEcho', 'run_notebook']
+__all__ = ['PAPER_TABLES', 'FROM_SETTINGS', 'PARAMS', 'PRESETS', 'GEN_VALID_MAX', 'METRICS', 'SIMPLEST', 'PROGRESS', 'STAGES',
+           'TIMING', 'paper_table', 'experiment_params', 'check_params', 'stage_victim', 'stage_generators',
+           'stage_adversarial', 'extractor_for', 'stage_features', 'detection_data', 'fit_and_score', 'summarise',
+           'caption', 'table_detectors', 'table_generators', 'table_backbones', 'table_unseen', 'plot_roc',
+           'plot_confusion', 'plot_eps_sweep', 'summary_md', 'write_report', 'Run', 'run_attack_stages', 'pick_best',
+           'sources_table', 'run_detector_stages', 'run_paper_tables', 'run_beyond', 'run_eps_sweep', 'finish_run',
+           'run_experiment', 'experiment_notebook', 'run_name', 'compare_runs', 'ProgressEcho', 'run_notebook']
 
 # %% ../nbs/09_experiments.ipynb #3477e8f9
 _M = ['accuracy', 'precision', 'sensitivity', 'f1']
@@ -85,7 +85,8 @@ def paper_table(n: int) -> pd.DataFrame:
 # experiment parameters that are stage settings: `None` in PARAMS means "the value of this key in settings.ini"
 FROM_SETTINGS = dict(dataset='dataset', img_size='img_size', victim_backbone='victim_backbone', victim_epochs='victim_epochs',
                      attacks='attacks', eps='eps', gen_epochs='gen_epochs', backbone='backbone', detector_preset='preset',
-                     epochs='epochs', adaptive_steps='adaptive_steps', adaptive_eps='adaptive_eps')
+                     epochs='epochs', adaptive_steps='adaptive_steps', adaptive_eps='adaptive_eps',
+                     victim_grid='victim_grid')
 
 PARAMS = dict(
     dataset=None, data_root=None, root=None, img_size=None, preset='quick',
@@ -93,25 +94,30 @@ PARAMS = dict(
     attacks=None, eps=None, eps_sweep=[1 / 255, 2 / 255, 4 / 255, 8 / 255],
     generators=['wgan', 'gan', 'dcgan'], gen_epochs=None, gen_max_images=None, strong_attacks=['cw', 'deepfool', 'autoattack'],
     independent_attacks=['fgsm_ref', 'boundary'],
-    backbone=None, backbones=['tf_efficientnet_lite0', 'resnet18'], pool=0,
-    detectors=['drsn_tvl', 'drsn', 'cnn', 'dnn', 'transformer'], detector_preset=None, epochs=None,
-    baselines=['kd_bu', 'lid', 'mahalanobis', 'mahalanobis_pp', 'squeeze', 'dfeat'], adaptive_max_images=8, adaptive_kinds=['pgd'],
+    backbone=None, backbones=['tf_efficientnet_lite0', 'tf_efficientnet_lite1', 'tf_efficientnet_lite2', 'resnet18'], pool=0, feature_sources=['backbone', 'victim'], victim_grid=None,
+    detectors=['drsn_tvl', 'drsn', 'cnn', 'dnn', 'transformer', 'logreg'], detector_preset=None, epochs=None,
+    baselines=['logreg', 'kd_bu', 'lid', 'mahalanobis', 'mahalanobis_pp', 'squeeze', 'dfeat'], adaptive_max_images=8, adaptive_kinds=['pgd'],
     adaptive_steps=None, adaptive_eps=None,
     seeds=[0], max_images=96, max_images_strong=24, sweep_max_images=None, attack_params={}, out_dir='out', ds_kwargs={})
 
 # the one preset table of the experiment: what each preset changes from PARAMS (and so from settings.ini)
 PRESETS = {
-    'quick': dict(victim_epochs=2, gen_epochs=2, backbone='tf_efficientnet_lite0', detector_preset='tuned',
-                  max_images=64, gen_max_images=64, epochs=10, strong_attacks=['cw', 'autoattack'], independent_attacks=['fgsm_ref'],
-                  attack_params={'cw': {'steps': 20}}, adaptive_max_images=4, adaptive_steps=5, adaptive_eps=[2 / 255, 8 / 255]),
-    'cpu': dict(img_size=64, victim_epochs=4, victim_max_images=3000, gen_epochs=3, gen_max_images=200, max_images=150,
+    'quick': dict(victim_epochs=2, gen_epochs=4, backbone='tf_efficientnet_lite0', detector_preset='tuned',
+                  max_images=64, gen_max_images=128, epochs=10, strong_attacks=['cw', 'autoattack'], independent_attacks=['fgsm_ref'],
+                  attack_params={'cw': {'steps': 20}}, adaptive_max_images=4, adaptive_steps=5, adaptive_eps=[2 / 255, 8 / 255],
+                  backbones=['tf_efficientnet_lite0', 'tf_efficientnet_lite1']),
+    'cpu': dict(img_size=128, victim_epochs=4, victim_max_images=3000, gen_epochs=10, gen_max_images=400, max_images=400,
                 backbone='tf_efficientnet_lite0', detector_preset='tuned', adaptive_steps=10,
-                max_images_strong=32, sweep_max_images=64, epochs=15, adaptive_max_images=24, seeds=[0, 1, 2], strong_attacks=['cw', 'deepfool', 'autoattack'],
+                max_images_strong=64, sweep_max_images=128, epochs=15, adaptive_max_images=24, seeds=[0, 1, 2], strong_attacks=['cw', 'deepfool', 'autoattack'],
                 independent_attacks=['fgsm_ref', 'boundary'],
                 attack_params={'boundary': {'steps': 100}, 'deepfool': {'steps': 10}, 'cw': {'steps': 30}}),
     'paper': dict(img_size=600, victim_backbone='efficientnet_b7', backbone='efficientnet_b7', victim_epochs=10, gen_epochs=20,
                   backbones=['efficientnet_b7', 'resnet50', 'densenet121', 'vgg16', 'inception_v3', 'mobilenetv2_100'],
                   detector_preset='paper', epochs=100, seeds=[0, 1, 2, 3, 4], max_images=None, max_images_strong=500),
+    'gpu': dict(img_size=224, victim_backbone='tf_efficientnet_lite2', victim_epochs=8, gen_epochs=20, gen_max_images=None,
+                backbone='tf_efficientnet_lite0', detector_preset='tuned', epochs=30, seeds=[0, 1, 2], max_images=None,
+                max_images_strong=200, sweep_max_images=400, adaptive_max_images=200, adaptive_steps=50,
+                backbones=['tf_efficientnet_lite0', 'tf_efficientnet_lite1', 'tf_efficientnet_lite2', 'resnet50']),
 }
 
 def experiment_params(preset: str = 'quick', **overrides) -> dict:
@@ -129,6 +135,7 @@ def experiment_params(preset: str = 'quick', **overrides) -> dict:
 # %% ../nbs/09_experiments.ipynb #2a506241
 def _registries():
     from drsn_tvl import attacks, features, model
+    import drsn_tvl.baselines  # noqa: F401  (registers logreg and the classic detectors)
     return attacks.ATTACKS, features.BACKBONES, model.DETECTORS
 
 # %% ../nbs/09_experiments.ipynb #712250fb
@@ -143,6 +150,9 @@ def check_params(p: dict) -> dict:
     for k in ('attacks', 'generators', 'strong_attacks', 'independent_attacks'): need(k, p[k], ATTACKS)
     need('backbone', p['backbone'], BACKBONES); need('backbones', p['backbones'], BACKBONES)
     need('detectors', p['detectors'], DETECTORS)
+    from drsn_tvl.features import FEATURE_SOURCES
+    need('feature_sources', p['feature_sources'], FEATURE_SOURCES)
+    if not p['feature_sources']: raise ValueError("feature_sources is empty: give at least one of backbone, victim, both")
     if p['baselines']:
         import drsn_tvl.baselines  # noqa: F401  (registers the classic detectors)
         need('baselines', p['baselines'], DETECTORS)
@@ -165,7 +175,7 @@ def stage_victim(p):
 
 # %% ../nbs/09_experiments.ipynb #1c8d066e
 def stage_generators(p, victim) -> dict:
-    "Train (or load from the cache) one generator per variant of p['generators'] on the victim's train split (at most `gen_max_images`, seeded)."
+    "Train (or load from the cache) one generator per variant of p['generators'] on the victim's train split (at most `gen_max_images`, seeded), validated on at most `GEN_VALID_MAX` valid images."
     if not p['generators']: return {}
     from drsn_tvl.wgan import train_generator, as_tensors
     from drsn_tvl.victim import victim_splits
@@ -175,8 +185,14 @@ def stage_generators(p, victim) -> dict:
     if n and n < len(y):
         idx = torch.randperm(len(y), generator=torch.Generator().manual_seed(p['seeds'][0]))[:int(n)].sort().values
         x, y = x[idx], y[idx]
-    return {g: train_generator(victim, (x, y), sp['valid'], g, epochs=p['gen_epochs'], eps=float(p['eps']), progress=False)
+    xv, yv = as_tensors(sp['valid'], 'victim valid split')      # held out: per-epoch validation and the critic's estimate
+    if len(yv) > GEN_VALID_MAX:
+        keep = torch.randperm(len(yv), generator=torch.Generator().manual_seed(p['seeds'][0]))[:GEN_VALID_MAX].sort().values
+        xv, yv = xv[keep], yv[keep]
+    return {g: train_generator(victim, (x, y), (xv, yv), g, epochs=p['gen_epochs'], eps=float(p['eps']), progress=False)
             for g in p['generators']}
+
+GEN_VALID_MAX = 128     # validation images per generator epoch: a full 600-image valid split at 128 px would cost more than training
 
 # %% ../nbs/09_experiments.ipynb #bb21d018
 def stage_adversarial(p, victim, attacks, splits=SPLITS, eps=None, n_max=None):
@@ -192,33 +208,38 @@ def stage_adversarial(p, victim, attacks, splits=SPLITS, eps=None, n_max=None):
 # %% ../nbs/09_experiments.ipynb #903c1601
 _EXTRACTORS: dict = {}
 
-def extractor_for(p, backbone=None):
-    "The run's frozen feature extractor for `backbone` (built once per process: loading and hashing B7 costs seconds)."
+def extractor_for(p, backbone=None, source: str = 'backbone', victim=None):
+    "The run's frozen feature extractor of feature source `source` (the frozen `backbone`, the `victim`'s own stage maps and logits, or both), built once per process (loading and hashing B7 costs seconds)."
     from drsn_tvl.features import create_extractor
-    key = (backbone or p['backbone'], p['pool'] or None, p['seeds'][0])
-    if key not in _EXTRACTORS: _EXTRACTORS[key] = create_extractor(key[0], pool=key[1], seed=key[2]).eval()
+    from drsn_tvl.attacks import victim_key
+    key = (backbone or p['backbone'], p['pool'] or None, p['seeds'][0], source, p['victim_grid'],
+           victim_key(victim) if source != 'backbone' else None)
+    if key not in _EXTRACTORS:
+        _EXTRACTORS[key] = create_extractor(key[0], pool=key[1], seed=key[2], source=source, victim=victim, grid=key[4]).eval()
     return _EXTRACTORS[key]
 
 # %% ../nbs/09_experiments.ipynb #477fd05c
-def stage_features(p, images: torch.Tensor, backbone=None) -> torch.Tensor:
-    "Feature maps (N×C×h×w float32) of [0,1] images from the frozen `backbone` (cached fp16 shards)."
+def stage_features(p, images: torch.Tensor, backbone=None, source: str = 'backbone', victim=None) -> torch.Tensor:
+    "Feature maps (N×C×h×w float32) of [0,1] images from feature source `source` (`extractor_for`; cached fp16 shards)."
     from drsn_tvl.features import extract_features
     if len(images) == 0: raise ValueError("no images to extract features from")
-    fs = extract_features((images, np.zeros(len(images), np.int64)), extractor=extractor_for(p, backbone), progress=False)
+    fs = extract_features((images, np.zeros(len(images), np.int64)), extractor=extractor_for(p, backbone, source, victim), progress=False)
     return torch.from_numpy(np.asarray(fs.maps[:], dtype=np.float32))
 
 # %% ../nbs/09_experiments.ipynb #40a5e0b9
-def detection_data(p, asets: dict, attacks, backbone=None, task='detect', attack_order=None) -> dict:
-    "{split: DetectionSet} for `attacks` from adversarial sets `asets` ({split: AdversarialSet})."
+def detection_data(p, asets: dict, attacks, backbone=None, task='detect', attack_order=None, source: str = 'backbone',
+                   victim=None) -> dict:
+    "{split: DetectionSet} for `attacks` from adversarial sets `asets` ({split: AdversarialSet}), on the features of `source`."
     from drsn_tvl.model import make_detection_set
+    feat = lambda x: stage_features(p, x, backbone, source, victim)
     out = {}
     for s, aset in asets.items():
-        clean = stage_features(p, aset.images(None), backbone)
+        clean = feat(aset.images(None))
         feats, names, src = [], [], []
         for a in attacks:
             kept = np.flatnonzero(aset.kept(a))
             if len(kept) == 0: continue
-            feats.append(stage_features(p, aset.images(a), backbone)); names += [a] * len(kept); src.append(kept)
+            feats.append(feat(aset.images(a))); names += [a] * len(kept); src.append(kept)
         if not feats: raise ValueError(f"split {s!r}: no kept adversarial example for any of {list(attacks)} (success rates: "
                                        f"{aset.stats.set_index('attack')['success_rate'].round(3).to_dict()})")
         out[s] = make_detection_set(clean, torch.cat(feats), np.array(names), np.concatenate(src), task, attack_order)
@@ -261,7 +282,9 @@ def table_detectors(p, data, on_fit=None) -> tuple:
     for name in p['detectors']:
         for seed in p['seeds']:
             det, m = fit_and_score(p, name, data, seed)
-            rows.append(dict(detector=name, seed=seed, **{k: m[k] for k in METRICS if k in m}))
+            from drsn_tvl.model import evaluate
+            rows.append(dict(detector=name, seed=seed, **{k: m[k] for k in METRICS if k in m},
+                             valid_auroc=evaluate(det, data['valid']).get('auroc', float('nan'))))
             fitted.setdefault(name, (det, m))
             if on_fit: on_fit(len(rows), n, name, seed)
         c = fitted[name][0].complexity()
@@ -271,11 +294,11 @@ def table_detectors(p, data, on_fit=None) -> tuple:
     return t67, t8, pd.DataFrame(cplx).set_index('detector'), fitted, pd.DataFrame(rows)
 
 # %% ../nbs/09_experiments.ipynb #d7f9a8f5
-def table_generators(p, asets, main_data) -> pd.DataFrame:
+def table_generators(p, asets, main_data, source: str = 'backbone', victim=None) -> pd.DataFrame:
     "Tables 2-3: DRSN-TVL trained on clean vs each generator's examples; scored on that generator's test set and on the standard attacks'."
     rows = []
     for g in p['generators']:
-        try: data = detection_data(p, asets, [g])
+        try: data = detection_data(p, asets, [g], source=source, victim=victim)
         except ValueError as e:   # the generator fooled the victim on no image of some split: nothing to train on
             rows.append(dict(generator=g, seed=p['seeds'][0], note=str(e)[:120])); continue
         for seed in p['seeds']:
@@ -294,7 +317,7 @@ def table_generators(p, asets, main_data) -> pd.DataFrame:
 
 # %% ../nbs/09_experiments.ipynb #3dd52aed
 def table_backbones(p, asets, attacks) -> pd.DataFrame:
-    "Tables 4-5: DRSN-TVL on the features of each backbone (weights source noted: offline, most are random-initialised)."
+    "Tables 4-5: DRSN-TVL on the frozen features of each backbone, with each row's weight source; rows at chance (random weights offline, or AUROC < 60 %) are marked in `note`."
     rows = []
     for b in p['backbones']:
         data = detection_data(p, asets, attacks, backbone=b)
@@ -303,15 +326,18 @@ def table_backbones(p, asets, attacks) -> pd.DataFrame:
             rows.append(dict(backbone=b, seed=seed, **{k: m[k] for k in METRICS if k in m}))
     t = summarise(rows, 'backbone')
     t['weights'] = [extractor_for(p, b).source for b in t.index]
+    auroc = pd.DataFrame(rows).groupby('backbone', sort=False)['auroc'].mean()
+    t['note'] = ['random weights: at chance by construction, not a result' if str(w).startswith('random')
+                 else 'at chance (AUROC < 60 %)' if auroc[b] < 0.6 else '' for b, w in zip(t.index, t['weights'])]
     return t
 
 # %% ../nbs/09_experiments.ipynb #112c0bb6
-def table_unseen(p, det, asets_test, attacks) -> pd.DataFrame:
+def table_unseen(p, det, asets_test, attacks, source: str = 'backbone', victim=None) -> pd.DataFrame:
     "Tables 10-11: a detector trained on the standard attacks, scored on balanced clean vs unseen-attack test sets."
     from drsn_tvl.model import evaluate
     rows = []
     for a in attacks:
-        try: data = detection_data(p, {'test': asets_test}, [a])
+        try: data = detection_data(p, {'test': asets_test}, [a], source=source, victim=victim)
         except ValueError as e:
             rows.append(dict(attack=a, n=0, note=str(e)[:80])); continue
         m = evaluate(det, data['test'])
@@ -383,7 +409,7 @@ def _paper_acc(det: str) -> str:
     return ' / '.join(f"{paper_table(n).loc[row, 'accuracy']:.2f}" for n, row in _PAPER_ROWS[det])
 
 # %% ../nbs/09_experiments.ipynb #acf746f3
-def summary_md(p: dict, tables: dict, figs: list, victim_accuracy=None, detector: str | None = None) -> str:
+def summary_md(p: dict, tables: dict, figs: list, victim_accuracy=None, detector: str | None = None, source: str | None = None) -> str:
     "The one-screen summary that opens `report.md` and the executed notebook, read from the run's `tables`."
     acc = 'not recorded' if victim_accuracy is None else f"{100 * victim_accuracy:.1f} %"
     L = ["## At a glance\n",
@@ -393,14 +419,23 @@ def summary_md(p: dict, tables: dict, figs: list, victim_accuracy=None, detector
     if t is not None:
         rows = pd.DataFrame({'accuracy': t['accuracy'], 'AUROC': t.get('auroc', '-'), 'TPR@5 %FPR': t.get('tpr_at_fpr', '-'),
                              'paper accuracy (chest X-ray / fundoscopy)': [_paper_acc(d) for d in t.index]}, index=t.index)
-        L += ["- **Detection** (clean vs adversarial, test split, in %, `table_6_7`; the paper reports accuracy only, "
+        on = f" on the {source} features" if source else ''
+        L += [f"- **Detection** (clean vs adversarial, test split, in %, `table_6_7`{on}; the paper reports accuracy only, "
               "Tables 6-8):\n", rows.to_markdown(), ""]
+    side = tables.get('table_6_7_sources')
+    if side is not None:
+        best_of = lambda s: side[f'{s} auroc'].map(lambda v: float(str(v).split(' ')[0])).idxmax()
+        srcs = [c[:-len(' auroc')] for c in side.columns if c.endswith(' auroc')]
+        L += ["- **Feature sources** (`table_6_7_sources`, best AUROC on each): " + '; '.join(
+              f"{s}: `{best_of(s)}` AUROC {side.loc[best_of(s), f'{s} auroc']}, TPR@5 %FPR {side.loc[best_of(s), f'{s} tpr_at_fpr']}" for s in srcs)
+              + (f". Saved and used below: `{detector}` on the {source} features (picked by validation AUROC)." if detector and source else '.')]
     st, best = tables.get('table_beyond_static'), detector
     if st is not None and len(st):
         best = best if best in st.index else st.index[0]
         base = next((b for b in SIMPLEST if b in st.index and b != best), None)
         if base is not None:
-            note = '' if base == 'logreg' else f"; no logistic-regression baseline in this run, the row shown is `{base}`"
+            note = ('' if base == 'logreg' else f"; the best detector is the logistic regression itself, the next simplest row is `{base}`"
+                    if best == 'logreg' else f"; no logistic-regression baseline in this run, the row shown is `{base}`")
             cell = lambda d: f"AUROC {st.loc[d, 'all auroc']}, TPR@5 %FPR {st.loc[d, 'all tpr_at_fpr']}, clean FPR {st.loc[d, 'clean fpr']}"
             L += [f"- **Beside the simplest baseline, same rows** (`table_beyond_static`, attacks {list(p['attacks'])}, in %{note}): "
                   f"`{best}` {cell(best)}; `{base}` {cell(base)}."]
@@ -413,7 +448,7 @@ def summary_md(p: dict, tables: dict, figs: list, victim_accuracy=None, detector
         L += [f"- **Detector-aware attacker** (`table_beyond_adaptive`, `{a['detector'].iloc[0]}`, n = {a['n'].max()} test images): "
               + '; '.join(parts) + '.']
     if figs: L += ["- **Figures** (PNG beside this report): " + ', '.join(f"[{f}]({f}.png)" for f in figs) + '.']
-    L += [f"- **Detector** `detector.pt` (the best detector with its CLAHE and frozen backbone): "
+    L += [f"- **Detector** `detector.pt` (the best detector with its CLAHE setting and feature extractor): "
           "`drsn-tvl detect --detector <this folder>/detector.pt IMAGES...`", ""]
     return '\n'.join(L)
 
@@ -438,8 +473,13 @@ class Run:
         self.p, self.show, self.progress = p, bool(show), bool(progress)
         self.out = Path(p['out_dir']); self.out.mkdir(parents=True, exist_ok=True)
         self.t0, self.times, self.tables, self.figs = time.time(), {}, {}, []
-        self.done, self.victim_accuracy, self.best = 0, None, None
+        self.done, self.victim_accuracy, self.best, self.source = 0, None, None, None
         self.say(f"run {p['dataset']}, preset {p['preset']}, into {self.out}; next: {STAGES[0]}")
+        self.seed_stage(STAGES[0])
+
+    def seed_stage(self, stage: str):
+        "Seed every generator (`seed_everything`) with the stage's own seed, `stage_seed(seeds[0], stage)`: whatever the stages before drew, or whether they were read from the cache, this stage draws the same numbers."
+        seed_everything(stage_seed(self.p['seeds'][0], stage))
 
     def say(self, what: str):
         "Print one progress line: stages done of `STAGES`, elapsed and estimated remaining time (tqdm's), `what`."
@@ -450,11 +490,12 @@ class Run:
         print(f"{PROGRESS} {meter} | {what}", flush=True)
 
     def tick(self, stage: str, count: str = ''):
-        "Record the wall-clock seconds since the previous tick as `stage`'s (cache hits included); print a progress line with `count`."
+        "Record the wall-clock seconds since the previous tick as `stage`'s (cache hits included); print a progress line with `count`; seed the next stage."
         self.times[stage] = round(time.time() - self.t0 - sum(self.times.values()), 1)
         if stage in STAGES: self.done = max(self.done, STAGES.index(stage) + 1)
         nxt = STAGES[self.done] if self.done < len(STAGES) else 'report'
         self.say(f"done: {stage}{' (' + count + ')' if count else ''}; {len(self.tables)} tables written; next: {nxt}")
+        self.seed_stage(nxt)
 
     def emit(self, name: str, df: pd.DataFrame, cap: str):
         "Keep table `name`, write it as CSV and Markdown (with its caption), and show it in a notebook."
@@ -476,13 +517,18 @@ class Run:
 def run_attack_stages(r: Run) -> dict:
     "Victim, generators, the standard and unseen attacks; writes `attack_stats` and `examples`. Returns the run's context."
     p = r.p
-    seed_everything(p['seeds'][0])
     victim = stage_victim(p)
     vm = victim.meta.get('test', {}) if isinstance(getattr(victim, 'meta', None), dict) else {}
     r.victim_accuracy = vm.get('accuracy')
     r.tick('victim', f"clean test accuracy {100 * vm.get('accuracy', float('nan')):.1f} %")
     main = list(p['attacks']) + list(p['generators'])
-    stage_generators(p, victim); r.tick('generator training', f"{len(p['generators'])} generators")
+    gens = stage_generators(p, victim); r.tick('generator training', f"{len(p['generators'])} generators")
+    crit = {g: {k: v for k, v in gen.meta['critic'].items()} for g, gen in gens.items() if gen.meta.get('critic')}
+    if crit:
+        r.emit('generator_critic', pd.DataFrame(crit).T.rename_axis('variant').round(4),
+               f"Critic estimate E[D(clean)] − E[D(x')] on held-out valid images at the end of training (Wasserstein for wgan, logit gap "
+               f"for gan/dcgan): x' = the generator's images, and uniform / Gaussian / ±eps sign noise at the same L∞ (eps "
+               f"{p['eps'] * 255:.0f}/255, 8-bit rounded); smaller = closer to the clean images in the critic's eyes")
     asets = stage_adversarial(p, victim, main)
     r.tick('attacks + generators', f"{sum(len(a.labels) for a in asets.values())} images attacked by {len(main)} attacks")
     unseen = list(dict.fromkeys(list(p['strong_attacks']) + list(p['independent_attacks'])))
@@ -500,45 +546,75 @@ def run_attack_stages(r: Run) -> dict:
     return dict(victim=victim, main=main, asets=asets, unseen=unseen, test_unseen=test_unseen)
 
 # %% ../nbs/09_experiments.ipynb #0d0bbc12
+def pick_best(per_source: dict, detectors) -> tuple:
+    "(source, detector) with the highest mean *validation* AUROC over seeds (test is never looked at); ties go to the earlier source, then detector, in their lists."
+    best, key = None, None
+    for i, (s, raw) in enumerate(per_source.items()):
+        v = raw.groupby('detector', sort=False)['valid_auroc'].mean()
+        for j, d in enumerate(detectors):
+            if d in v.index and not np.isnan(v[d]) and (key is None or (v[d], -i, -j) > key): best, key = (s, d), (v[d], -i, -j)
+    if best is None: raise ValueError("no detector has a validation AUROC: nothing to pick")
+    return best
+
+def sources_table(per_source: dict) -> pd.DataFrame:
+    "Tables 6-8 side by side: accuracy, AUROC and TPR at 5 % FPR of every detector on each feature source, with the paper's accuracy."
+    parts = [t[['accuracy', 'auroc', 'tpr_at_fpr']].rename(columns=lambda c, s=s: f'{s} {c}') for s, t in per_source.items()]
+    out = pd.concat(parts, axis=1)
+    out['paper accuracy (chest X-ray / fundoscopy)'] = [_paper_acc(d) for d in out.index]
+    return out
+
 def run_detector_stages(r: Run, ctx: dict) -> dict:
-    "Features, the detectors of Tables 6-9 (ROC and confusion figures), `detector.pt` (the best one) and the identify task; adds `data` and `best` to `ctx`."
-    p, asets, main = r.p, ctx['asets'], ctx['main']
-    data = detection_data(p, asets, main); r.tick('features', f"{sum(len(d) for d in data.values())} detection rows")
-    t67, t8, t9, fitted, raw = table_detectors(p, data, on_fit=lambda k, n, name, seed: r.say(f"detectors: {k}/{n} fitted ({name}, seed {seed})"))
-    r.tick('detectors', f"{len(raw)} detectors fitted")
-    r.emit('table_6_7', t67, r.caption(data, 'Detection (clean vs adversarial) by detector, test split, in %'))
-    r.emit('table_8', t8, r.caption(data, 'DRSN with (drsn_tvl) and without (drsn) the total-variation loss, in %'))
-    r.emit('table_9', t9, r.caption(data, f"Parameters (M) and FLOPs (G, torch.utils.flop_counter, one feature map) of each detector "
-                                          f"on features of shape {tuple(data['train'].x.shape[1:])}"))
-    r.fig('roc', plot_roc(fitted, data['test'], f"{p['dataset']}: ROC on test (eps {p['eps'] * 255:.0f}/255)"))
-    best, m_best = fitted['drsn_tvl'] if 'drsn_tvl' in fitted else next(iter(fitted.values()))
+    "Features of each source of `feature_sources`, the detectors of Tables 6-9 on each (side by side in `table_6_7_sources`), the best (source, detector) by validation AUROC, its ROC and confusion figures, `detector.pt`, and the identify task; adds `data`, `best`, `source` to `ctx`."
+    p, asets, main, victim = r.p, ctx['asets'], ctx['main'], ctx['victim']
+    per, rows_n = {}, 0
+    for src in p['feature_sources']:
+        data = detection_data(p, asets, main, source=src, victim=victim); rows_n = sum(len(d) for d in data.values())
+        per[src] = (data, *table_detectors(p, data, on_fit=lambda k, n, name, seed, src=src: r.say(f"detectors ({src} features): {k}/{n} fitted ({name}, seed {seed})")))
+        if src == p['feature_sources'][0]: r.tick('features', f"{rows_n} detection rows per source")
+    r.tick('detectors', f"{sum(len(v[5]) for v in per.values())} detectors fitted on {len(per)} feature source(s)")
+    src, name = pick_best({s: v[5] for s, v in per.items()}, p['detectors'])
+    data, t67, t8, t9, fitted, raw = per[src]
+    cap = lambda what: r.caption(data, what) + f"; features: {src} (of {list(per)}, picked with {name} by validation AUROC)"
+    r.emit('table_6_7', t67, cap('Detection (clean vs adversarial) by detector, test split, in %; logreg: the logistic-regression baseline on the same pooled features'))
+    r.emit('table_8', t8, cap('DRSN with (drsn_tvl) and without (drsn) the total-variation loss, in %'))
+    r.emit('table_9', t9, cap(f"Parameters (M) and FLOPs (G, torch.utils.flop_counter, one feature map) of each detector "
+                              f"on features of shape {tuple(data['train'].x.shape[1:])}"))
+    if len(per) > 1:
+        r.emit('table_6_7_sources', sources_table({s: v[1] for s, v in per.items()}),
+               r.caption(data, f"Tables 6-8 on each feature source side by side (backbone: the paper's frozen {p['backbone']} maps; victim: "
+                               f"the victim's own stage maps pooled to {p['victim_grid']}×{p['victim_grid']} plus its logits); test split, in %"))
+    r.fig('roc', plot_roc(fitted, data['test'], f"{p['dataset']}: ROC on test, {src} features (eps {p['eps'] * 255:.0f}/255)"))
+    best, m_best = fitted[name]
     from drsn_tvl.model import DetectionPipeline
     DetectionPipeline(best, img_size=p['img_size'], clahe=asets['test'].clahe_stage == 'after_attack',
-                      extractor=extractor_for(p)).save(r.out / 'detector.pt')
-    r.best = best.name; r.say(f"saved {best.name} as {r.out / 'detector.pt'}")
+                      extractor=extractor_for(p, source=src, victim=victim)).save(r.out / 'detector.pt')
+    r.best, r.source = best.name, src; r.say(f"saved {best.name} ({src} features) as {r.out / 'detector.pt'}")
     r.fig('confusion', plot_confusion(m_best['confusion'], data['test'].classes, f"{best.name}: detect, test"))
-    ident = detection_data(p, asets, main, task='identify', attack_order=main)
-    det_id, m_id = fit_and_score(p, 'drsn_tvl' if 'drsn_tvl' in p['detectors'] else p['detectors'][0], ident, p['seeds'][0])
-    r.emit('identify', pd.DataFrame([{k: round(100 * m_id[k], 2) for k in ('accuracy', 'precision', 'sensitivity', 'f1', 'auroc')}],
-                                    index=[det_id.name]), r.caption(ident, f"Identify task (clean + {len(main)} attack classes, macro metrics), in %"))
-    r.fig('confusion_identify', plot_confusion(m_id['confusion'], ident['test'].classes, f"{det_id.name}: identify, test"))
-    r.tick('identify', f"{len(main) + 1} classes")
-    return dict(ctx, data=data, best=best)
+    multi = [d for d in p['detectors'] if d != 'logreg']          # logreg is binary: the identify task needs a multi-class detector
+    if multi:
+        ident = detection_data(p, asets, main, task='identify', attack_order=main, source=src, victim=victim)
+        det_id, m_id = fit_and_score(p, 'drsn_tvl' if 'drsn_tvl' in multi else multi[0], ident, p['seeds'][0])
+        r.emit('identify', pd.DataFrame([{k: round(100 * m_id[k], 2) for k in ('accuracy', 'precision', 'sensitivity', 'f1', 'auroc')}],
+                                        index=[det_id.name]), r.caption(ident, f"Identify task (clean + {len(main)} attack classes, macro metrics), {src} features, in %"))
+        r.fig('confusion_identify', plot_confusion(m_id['confusion'], ident['test'].classes, f"{det_id.name}: identify, test"))
+    r.tick('identify', f"{len(main) + 1} classes" if multi else 'skipped (no multi-class detector in detectors)')
+    return dict(ctx, data=data, best=best, source=src, fitted=fitted)
+
 
 # %% ../nbs/09_experiments.ipynb #0672ef2b
 def run_paper_tables(r: Run, ctx: dict):
     "Tables 2-3 (one detector per generator), 4-5 (one per backbone) and 10-11 (attacks unseen in training)."
     p, data, best = r.p, ctx['data'], ctx['best']
     if p['generators']:
-        r.emit('table_2_3', table_generators(p, ctx['asets'], data),
-               r.caption(data, 'DRSN-TVL trained on clean vs one generator, scored on that generator (and on the standard attacks), in %'))
+        r.emit('table_2_3', table_generators(p, ctx['asets'], data, ctx['source'], ctx['victim']),
+               r.caption(data, f"DRSN-TVL trained on clean vs one generator, scored on that generator (and on the standard attacks), {ctx['source']} features, in %"))
     r.tick('generators table', f"{len(p['generators']) * len(p['seeds'])} detectors fitted" if p['generators'] else 'skipped')
     if len(p['backbones']) > 1 or p['backbones'][0] != p['backbone']:
         r.emit('table_4_5', table_backbones(p, ctx['asets'], ctx['main']), r.caption(data, 'DRSN-TVL on the features of each backbone, in %'))
     r.tick('backbones table', f"{len(p['backbones'])} backbones" if 'table_4_5' in r.tables else 'skipped')
     if ctx['unseen']:
         for name, group in (('table_10', p['strong_attacks']), ('table_11', p['independent_attacks'])):
-            if group: r.emit(name, table_unseen(p, best, ctx['test_unseen'], group),
+            if group: r.emit(name, table_unseen(p, best, ctx['test_unseen'], group, ctx['source'], ctx['victim']),
                              r.caption(data, f"{best.name} (seed {p['seeds'][0]}) trained on {ctx['main']}, scored on balanced clean vs "
                                              f"unseen-attack test sets of at most {p['max_images_strong']} images (n per attack in the "
                                              f"table; eps for L∞ attacks); in %"))
@@ -550,12 +626,14 @@ def run_beyond(r: Run, ctx: dict):
     p, data, best = r.p, ctx['data'], ctx['best']
     if not p['baselines']: return
     from drsn_tvl.baselines import classic_table, adaptive_table, plot_adaptive
-    fx = extractor_for(p)
-    ct, fitted_b = classic_table(ctx['victim'], fx, ctx['asets'], detectors=p['baselines'], fitted={best.name: best},
+    fx = extractor_for(p, source=ctx['source'], victim=ctx['victim'])
+    mine = {best.name: best}                                  # the best detector, and the paper's DRSN-TVL beside it when another won
+    if best.name != 'drsn_tvl' and 'drsn_tvl' in ctx.get('fitted', {}): mine['drsn_tvl'] = ctx['fitted']['drsn_tvl'][0]
+    ct, fitted_b = classic_table(ctx['victim'], fx, ctx['asets'], detectors=p['baselines'], fitted=mine,
                                  attacks=list(p['attacks']), seed=p['seeds'][0])
     ct.columns = [f'{a} {m}' for a, m in ct.columns]
     r.emit('table_beyond_static', (ct * 100).round(2),
-           r.caption(data, f"Not in the paper: classic detectors beside {best.name} (seed {p['seeds'][0]}) on the standard attacks "
+           r.caption(data, f"Not in the paper: classic detectors and the logistic-regression baseline (logreg) beside {best.name} (seed {p['seeds'][0]}, {ctx['source']} features) on the standard attacks "
                            f"{list(p['attacks'])}: AUROC and TPR at the 5 %-FPR threshold of valid (and clean FPR), test split, in %"))
     r.tick('classic detectors', f"{len(p['baselines'])} classic detectors fitted")
     if p['adaptive_max_images']:
@@ -578,7 +656,7 @@ def run_eps_sweep(r: Run, ctx: dict):
         for k, e in enumerate(p['eps_sweep']):
             r.say(f"eps sweep: {k}/{len(p['eps_sweep'])} budgets done, next eps {e * 255:g}/255")
             sw = stage_adversarial(p, ctx['victim'], list(p['attacks']), ('test',), eps=e, n_max=p.get('sweep_max_images') or p['max_images'])['test']
-            t = table_unseen(p, best, sw, list(p['attacks']))
+            t = table_unseen(p, best, sw, list(p['attacks']), ctx['source'], ctx['victim'])
             for a, row in t.iterrows():
                 rows.append(dict(attack=a, eps_255=round(e * 255, 2), detected=row.get('tpr_at_fpr', np.nan) / 100,
                                  success_rate=sw.stats.set_index('attack').loc[a, 'success_rate']))
@@ -590,14 +668,24 @@ def run_eps_sweep(r: Run, ctx: dict):
     r.tick('eps sweep', f"{len(p['eps_sweep'])} budgets")
 
 # %% ../nbs/09_experiments.ipynb #13e87aef
+def _portable(path):
+    "A path as results.json records it: relative to the working folder when inside it, else its last component (no machine paths)."
+    if path is None: return None
+    p, cwd = Path(path).expanduser().resolve(), Path.cwd().resolve()
+    return str(p.relative_to(cwd)) if p.is_relative_to(cwd) else p.name
+
 def finish_run(r: Run) -> dict:
     "The paper's own tables beside ours, `stage_seconds`, `results.json`, `summary.md` and `report.md` (which opens with the summary); returns the tables."
     for n in (2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15):
         _save_table(r.out, f'paper_table_{n}', paper_table(n), 'reported by the paper, not measured here')
+    from drsn_tvl.data import SKIPPED
+    bad = [dict(split=s, image=i) for (d, s), items in SKIPPED.items() if d == r.p['dataset'] for i in items]
+    if bad: r.emit('skipped_images', pd.DataFrame(bad).set_index('split'),
+                   f"{len(bad)} unreadable image(s) left out of {r.p['dataset']} (on_bad_image = skip)")
     r.emit('stage_seconds', pd.DataFrame([r.times]), 'wall-clock seconds per stage of this run (includes cache hits)')
-    res = dict(params=r.p, tables={k: json.loads(v.reset_index().to_json(orient='records')) for k, v in r.tables.items()}, seconds=r.times)
+    res = dict(params={**r.p, **{k: _portable(r.p.get(k)) for k in ('out_dir', 'data_root', 'root')}}, tables={k: json.loads(v.reset_index().to_json(orient='records')) for k, v in r.tables.items()}, seconds=r.times)
     atomic_write(r.out / 'results.json', lambda f: Path(f).write_text(json.dumps(res, indent=1, default=str)))
-    summary = summary_md(r.p, r.tables, r.figs, r.victim_accuracy, r.best)
+    summary = summary_md(r.p, r.tables, r.figs, r.victim_accuracy, r.best, r.source)
     atomic_write(r.out / 'summary.md', lambda f: Path(f).write_text(summary))
     write_report(r.out, r.p, r.tables, r.figs, summary)
     if r.show:
@@ -649,6 +737,33 @@ def run_name(p: dict) -> str:
     "Default output folder name of a run: dataset (+ MedMNIST flag) and preset."
     flag = (p.get('ds_kwargs') or {}).get('flag')
     return f"{p['dataset']}{'-' + flag if flag else ''}-{p['preset']}"
+
+# %% ../nbs/09_experiments.ipynb #aac40569
+TIMING = {'stage_seconds.csv': None, 'attack_stats.csv': ['sec_per_image']}    # wall-clock columns (None: the whole table)
+
+def _table_bytes(path: Path) -> bytes:
+    "A CSV's bytes with its timing columns removed (the file itself when it has none)."
+    drop = TIMING.get(path.name, [])
+    if drop is None: return b''
+    if not drop: return path.read_bytes()
+    import io
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    buf = io.StringIO(); df.drop(columns=[c for c in drop if c in df]).to_csv(buf, index=False)
+    return buf.getvalue().encode()
+
+def compare_runs(a, b) -> pd.DataFrame:
+    "Status of every CSV table of run folders `a` and `b`: identical, DIFFERENT, missing on one side, or timing only."
+    a, b = Path(a), Path(b)
+    rows = []
+    for name in sorted({p.name for p in a.glob('*.csv')} | {p.name for p in b.glob('*.csv')}):
+        if name.startswith('paper_table_'): continue          # the paper's reported numbers, written as they are: not measured
+        pa, pb = a / name, b / name
+        if not pa.is_file() or not pb.is_file(): st = f'missing in {a if not pa.is_file() else b}'
+        elif TIMING.get(name, []) is None: st = 'timing only'
+        else: st = 'identical' if _table_bytes(pa) == _table_bytes(pb) else 'DIFFERENT'
+        rows.append(dict(table=name, status=st))
+    return pd.DataFrame(rows, columns=['table', 'status']).set_index('table')
+
 
 # %% ../nbs/09_experiments.ipynb #8902aaca
 class ProgressEcho:

@@ -6,7 +6,7 @@ Docs: https://drsn-tvl.github.io/drsn_tvl/features.html.md"""
 
 # %% ../nbs/06_features.ipynb #d96bf603
 from __future__ import annotations
-import hashlib, importlib, json, math, os, socket, warnings
+import contextlib, hashlib, importlib, json, math, os, socket, warnings
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
@@ -22,16 +22,16 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from .core import (CacheMismatch, CorruptCache, FeatureError, ImageSizeError, StageConfig, atomic_write,
-                           model_fingerprint, settings_hash)
+                           file_lock, file_sha256, model_fingerprint, settings_hash)
 from .data import MedicalDataset, to_tensor
 from .victim import create_backbone
 
 # %% auto #0
-__all__ = ['BACKBONES', 'FEATURE_FORMAT', 'BackboneSpec', 'register_backbone', 'list_backbones', 'FeatureConfig', 'get_backbone',
-           'backbone_layers', 'resolve_layer', 'FeatureExtractor', 'min_input_size', 'feature_shapes', 'backbone_table',
-           'create_extractor', 'ArraySource', 'as_source', 'source_fingerprint', 'file_sha256', 'open_npy',
-           'ShardedArray', 'FeatureSet', 'load_features', 'init_distributed', 'default_device', 'to_fp16',
-           'batch_features', 'extractor_maps', 'extract_features']
+__all__ = ['BACKBONES', 'FEATURE_SOURCES', 'FEATURE_FORMAT', 'BackboneSpec', 'register_backbone', 'list_backbones',
+           'FeatureConfig', 'get_backbone', 'backbone_layers', 'resolve_layer', 'FeatureExtractor', 'min_input_size',
+           'feature_shapes', 'backbone_table', 'create_extractor', 'victim_taps', 'SourceExtractor', 'ArraySource',
+           'as_source', 'source_fingerprint', 'open_npy', 'ShardedArray', 'FeatureSet', 'load_features',
+           'init_distributed', 'default_device', 'to_fp16', 'batch_features', 'extractor_maps', 'extract_features']
 
 # %% ../nbs/06_features.ipynb #a3d35cb7
 @dataclass(frozen=True)
@@ -67,10 +67,17 @@ register_backbone('mobilenetv2_100', 'mobilenetv2_100.ra_in1k', 'MobileNet', not
 
 register_backbone('tf_efficientnet_lite0', 'tf_efficientnet_lite0', 'EfficientNet-Lite0', note='ImageNet weights shipped on PyPI: offline CPU default')
 
+register_backbone('tf_efficientnet_lite1', 'tf_efficientnet_lite1', 'EfficientNet-Lite1', note='ImageNet weights shipped on PyPI: Tables 4-5 offline')
+
+register_backbone('tf_efficientnet_lite2', 'tf_efficientnet_lite2', 'EfficientNet-Lite2', note='ImageNet weights shipped on PyPI: Tables 4-5 offline')
+
+
 # %% ../nbs/06_features.ipynb #f7dad174
 def list_backbones() -> list: return sorted(BACKBONES)
 
 # %% ../nbs/06_features.ipynb #7d7cf819
+FEATURE_SOURCES = ('backbone', 'victim', 'both')
+
 @dataclass(frozen=True)
 class FeatureConfig(StageConfig):
     "The feature stage's settings ([features]; seed, cache_dir, num_workers of [data]), typed and checked: built once per entry point, passed down."
@@ -85,13 +92,19 @@ class FeatureConfig(StageConfig):
     seed: int                     # seeds random initialisation when no weights resolve
     cache_dir: str
     num_workers: int
+    feature_source: str = 'backbone'               # backbone (the paper), victim (the victim's own maps + logits), both
+    victim_grid: int = 4                           # victim / both: every map is average-pooled (or resized) to grid×grid
+    victim_layers: tuple[str, ...] = ('stages', 'logits')   # the victim's taps: stages, stageK, final, logits, module names
 
     def check(self):
         _lookup_backbone(self.backbone)            # KeyError listing the registered backbones
+        if self.feature_source not in FEATURE_SOURCES:
+            raise FeatureError(f"[features] feature_source must be one of {', '.join(FEATURE_SOURCES)}, got {self.feature_source!r}")
         for k, lo, why in (('feature_pool', 0, ' (0 keeps the map)'), ('feature_size', 0, ' (0 keeps the image size)'),
-                           ('feature_batch_size', 1, ''), ('feature_shard_size', 1, ''), ('num_workers', 0, '')):
+                           ('feature_batch_size', 1, ''), ('feature_shard_size', 1, ''), ('num_workers', 0, ''), ('victim_grid', 1, '')):
             v = getattr(self, k)
             if v < lo: raise FeatureError(f"[{'data' if k == 'num_workers' else 'features'}] {k} must be >= {lo}{why}, got {v}")
+        if not self.victim_layers: raise FeatureError("[features] victim_layers is empty; e.g. stages, logits")
 
     @property
     def spec(self) -> BackboneSpec: return BACKBONES[self.backbone]
@@ -267,11 +280,17 @@ def backbone_table(img_size: int = 224, layers: bool = False, names=None, cfg: F
 
 # %% ../nbs/06_features.ipynb #c7926cae
 def create_extractor(backbone: str | None = None, layer: str | None = None, pool: int | None = None, size: int | None = None,
-                     pretrained: bool = True, weights=None, seed: int | None = None, cfg: FeatureConfig | None = None) -> FeatureExtractor:
-    "A `FeatureExtractor` for registry entry `backbone` with weights resolved by `create_backbone`; `.source` says which. Unset arguments come from `cfg` (default: the settings)."
+                     pretrained: bool = True, weights=None, seed: int | None = None, cfg: FeatureConfig | None = None,
+                     source: str | None = None, victim: nn.Module | None = None, grid: int | None = None) -> nn.Module:
+    "The extractor of feature source `source` (default `cfg.feature_source`): a `FeatureExtractor` for registry entry `backbone` (weights resolved by `create_backbone`; `.source` says which), or, for 'victim' / 'both', a `SourceExtractor` on `victim`. Unset arguments come from `cfg` (default: the settings)."
     cfg = (cfg or FeatureConfig.from_settings()).replace(backbone=backbone, feature_layer=layer, feature_pool=pool,
-                                                         feature_size=size, feature_weights=weights, seed=seed)
-    return _build_extractor(cfg, pretrained)
+                                                         feature_size=size, feature_weights=weights, seed=seed,
+                                                         feature_source=source, victim_grid=grid)
+    if cfg.feature_source == 'backbone': return _build_extractor(cfg, pretrained)
+    if victim is None:
+        raise FeatureError(f"[features] feature_source = {cfg.feature_source!r} reads the victim classifier's own activations: "
+                           "pass victim= (the model the adversarial sets attack)")
+    return SourceExtractor(victim, _build_extractor(cfg, pretrained) if cfg.feature_source == 'both' else None, cfg)
 
 # %% ../nbs/06_features.ipynb #6c5e5383
 def _build_extractor(cfg: FeatureConfig, pretrained: bool = True) -> FeatureExtractor:
@@ -281,6 +300,96 @@ def _build_extractor(cfg: FeatureConfig, pretrained: bool = True) -> FeatureExtr
     fx = FeatureExtractor(model, cfg.layer, cfg.feature_pool, cfg.feature_size, name=cfg.spec.name)
     fx.spec, fx.source = cfg.spec, source
     return fx
+
+# %% ../nbs/06_features.ipynb #33866a80
+def victim_taps(victim: nn.Module, layers=('stages', 'logits')) -> list:
+    "The victim's tap points as (alias, module name, 'out' | 'in'): 'stages' (every stage of its timm backbone), 'stageK', 'final' (the backbone's last map), 'logits', or module names of `victim`."
+    bb = getattr(victim, 'backbone', None)
+    stages = {k: v for k, v in backbone_layers(bb).items() if k != 'final'} if bb is not None else {}
+    known, out = dict(victim.named_modules()), []
+    for lay in ([layers] if isinstance(layers, str) else list(layers)):
+        if lay == 'logits': out.append(('logits', None, 'out'))
+        elif lay == 'stages':
+            if not stages: raise FeatureError(f"victim_layers 'stages': {type(victim).__name__} has no timm backbone with stages (feature_info); "
+                                              f"name its modules, e.g. {[n for n in known if n][:6]}")
+            out += [(k, f'backbone.{m}', 'out') for k, m in stages.items()]
+        elif lay in stages: out.append((lay, f'backbone.{stages[lay]}', 'out'))
+        elif lay == 'final':
+            if 'backbone.global_pool' not in known: raise FeatureError(f"victim_layers 'final': {type(victim).__name__} has no backbone.global_pool")
+            out.append(('final', 'backbone.global_pool', 'in'))           # the map the backbone pools: its input
+        elif lay in known and lay: out.append((lay, lay, 'out'))
+        else:
+            raise FeatureError(f"[features] victim_layers: unknown tap {lay!r}; valid taps: stages, {', '.join(stages) or '(no stages)'}, "
+                               f"final, logits, or a module name of the victim (e.g. {[n for n in known if n][:4]})")
+    return list(dict((t[0], t) for t in out).values())                  # each tap once, in order
+
+# %% ../nbs/06_features.ipynb #41ab57b2
+class SourceExtractor(nn.Module):
+    "Feature maps of `feature_source` 'victim' / 'both' on [0,1] images: the victim's taps (and the backbone's map), pooled to g×g, concatenated → (N×C×g×g map, pooled vector)."
+    def __init__(self, victim: nn.Module, backbone: FeatureExtractor | None = None, cfg: FeatureConfig | None = None):
+        super().__init__()
+        cfg = cfg or FeatureConfig.from_settings()
+        self.victim, self.backbone = victim, backbone
+        self.taps = victim_taps(victim, cfg.victim_layers)
+        self.grid, self.kind = cfg.victim_grid, 'both' if backbone is not None else 'victim'
+        self.cfg = cfg.replace(feature_source=self.kind)
+        arch = getattr(victim, 'arch', type(victim).__name__)
+        self.name = f"{backbone.name}+victim-{arch}" if backbone is not None else f"victim-{arch}"
+        self.layer = '+'.join(([backbone.layer] if backbone is not None else []) + [t[0] for t in self.taps])
+        self.module_name, self.pool, self.size = None, self.grid, 0
+        self.spec = getattr(backbone, 'spec', None) if backbone is not None else None
+        self.source = f"victim {(getattr(victim, 'meta', None) or {}).get('key') or 'in memory'}" + (f"; backbone {backbone.source}" if backbone is not None else '')
+
+    def train(self, mode: bool = True):
+        "The victim and the backbone stay in eval mode (no dropout, frozen BatchNorm statistics)."
+        return super().train(False)
+
+    def victim_maps(self, x: torch.Tensor) -> list:
+        "[(alias, tensor)] of one forward pass of the victim (eval mode), differentiable: the tapped maps and logits."
+        v, box, hooks = self.victim.eval(), {}, []
+        try:
+            for alias, mod, kind in self.taps:
+                if mod is None: continue
+                m = v.get_submodule(mod)
+                hooks.append(m.register_forward_hook(lambda _m, i, o, a=alias: box.__setitem__(a, o)) if kind == 'out' else
+                             m.register_forward_pre_hook(lambda _m, i, a=alias: box.__setitem__(a, i[0])))
+            z = v(x)
+        finally:
+            for h in hooks: h.remove()
+        return [(a, z if a == 'logits' else box[a]) for a, _, _ in self.taps]
+
+    def forward(self, x: torch.Tensor):
+        g, maps, vecs = self.grid, [], []
+        if self.backbone is not None:
+            m, vb = self.backbone(x)
+            maps.append(F.adaptive_avg_pool2d(m.float(), g)); vecs.append(vb.float())
+        for a, t in self.victim_maps(x):
+            t = t.float()
+            if t.ndim == 2: maps.append(t[:, :, None, None].expand(-1, -1, g, g)); vecs.append(t)
+            elif t.ndim == 4: maps.append(F.adaptive_avg_pool2d(t, g)); vecs.append(t.mean((2, 3)))
+            else: raise FeatureError(f"victim tap {a!r}: a {t.ndim}-D output {tuple(t.shape)}; taps must give N×C×h×w maps or N×K logits")
+        return torch.cat(maps, 1), torch.cat(vecs, 1)
+
+    def shapes(self, hw) -> dict:
+        "{'map', 'vec', 'layer', 'module', 'channels'} for hw-sized images, from one forward pass of a blank image."
+        dev = next(self.victim.parameters()).device
+        try:
+            with torch.no_grad():
+                m, v = self(torch.zeros(1, 3, *hw, device=dev))
+                ch = ([('backbone', int(self.backbone(torch.zeros(1, 3, *hw, device=dev))[0].shape[1]))] if self.backbone is not None else []) + \
+                     [(a, int(t.shape[1])) for a, t in self.victim_maps(torch.zeros(1, 3, *hw, device=dev))]
+        except RuntimeError as e:
+            raise ImageSizeError(f"{self.name} cannot take {hw[0]}×{hw[1]} images: {str(e).splitlines()[0]}") from None
+        return dict(map=tuple(m.shape[1:]), vec=tuple(v.shape[1:]), layer=self.layer, module=self.kind, channels=ch)
+
+    def weights_sha(self) -> str:
+        "Hash of what makes these features: the victim's weights (`model_fingerprint`, recomputed each call: a retrained victim is another key), the taps, the grid and the backbone's weights."
+        return settings_hash('source', self.kind, model_fingerprint(self.victim), [t[:2] for t in self.taps], self.grid,
+                             self.backbone.weights_sha() if self.backbone is not None else None)
+
+    def extra_repr(self): return f"name={self.name!r}, taps={self.layer!r}, grid={self.grid}"
+
+_SOURCE_KEYS = ('backbone', 'feature_layer', 'feature_pool', 'feature_size', 'feature_weights', 'feature_source', 'victim_grid', 'victim_layers')
 
 # %% ../nbs/06_features.ipynb #27ba3858
 class ArraySource(Dataset):
@@ -365,14 +474,6 @@ def _read_json(path):
     if not path.is_file(): return None
     try: return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e: raise CorruptCache(f"{path}: not valid JSON ({e})") from e
-
-# %% ../nbs/06_features.ipynb #e002561e
-def file_sha256(path, chunk: int = 1 << 23) -> str:
-    "SHA-256 of a file, read in 8 MiB chunks."
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        while b := f.read(chunk): h.update(b)
-    return h.hexdigest()
 
 # %% ../nbs/06_features.ipynb #814a6ebd
 def _npy_offset(path) -> int:
@@ -608,31 +709,44 @@ def extract_features(source, backbone: str | None = None, layer: str | None = No
                      shard_size: int | None = None, num_workers: int | None = None, device=None, amp: bool | None = None,
                      pretrained: bool = True, weights=None, extractor: FeatureExtractor | None = None,
                      source_key: str | None = None, overwrite: bool = False, progress: bool = True, on_batch=None,
-                     seed: int | None = None, cfg: FeatureConfig | None = None) -> FeatureSet:
-    "Frozen-backbone features (map of `layer` and pooled vector) of every image of `source`, cached in fp16 on disk; resumable, data-parallel under torchrun. Unset arguments come from `cfg` (default: the settings)."
+                     seed: int | None = None, feature_source: str | None = None, victim: nn.Module | None = None,
+                     cfg: FeatureConfig | None = None) -> FeatureSet:
+    "Features (map of `layer` and pooled vector) of every image of `source` from the frozen backbone, or the victim's own maps (`feature_source` 'victim' / 'both', with `victim=`), cached in fp16 on disk; resumable, data-parallel under torchrun. Unset arguments come from `cfg` (default: the settings)."
     from fastprogress.fastprogress import progress_bar
     ds = as_source(source); n = len(ds)
     if n == 0: raise FeatureError("the source holds no images")
     x0 = torch.as_tensor(_pair(ds[0])[0])
     if x0.ndim != 3 or x0.shape[0] != 3: raise FeatureError(f"images must be 3×H×W tensors in [0, 1], got shape {tuple(x0.shape)}")
     _check_batch(x0[None], 0, 1, x0.shape)                # fail before anything is written; later batches are checked too
+    geo = {}
     if extractor is not None:
-        if any(a is not None for a in (backbone, layer, pool, size, weights)):
-            raise ValueError("pass either extractor= or backbone/layer/pool/size/weights, not both")
-        if getattr(extractor, 'spec', None) is None: raise ValueError("extractor= must come from create_extractor (it names its registry entry)")
-        backbone, layer, pool, size = extractor.spec.name, extractor.layer, extractor.pool, extractor.size
-    cfg = (cfg or FeatureConfig.from_settings()).replace(                      # the one read of the settings; checked
+        if any(a is not None for a in (backbone, layer, pool, size, weights, feature_source, victim)):
+            raise ValueError("pass either extractor= or backbone/layer/pool/size/weights/feature_source/victim, not both")
+        if isinstance(extractor, SourceExtractor): geo = {k: getattr(extractor.cfg, k) for k in _SOURCE_KEYS}   # its own source
+        elif getattr(extractor, 'spec', None) is None: raise ValueError("extractor= must come from create_extractor (it names its registry entry)")
+        else: backbone, layer, pool, size, geo = extractor.spec.name, extractor.layer, extractor.pool, extractor.size, dict(feature_source='backbone')
+    cfg = (cfg or FeatureConfig.from_settings()).replace(**geo).replace(       # the one read of the settings; checked
         backbone=backbone, feature_layer=layer, feature_pool=pool, feature_size=size, feature_weights=weights, seed=seed,
-        feature_batch_size=batch_size, feature_shard_size=shard_size, num_workers=num_workers, cache_dir=cache_dir)
+        feature_batch_size=batch_size, feature_shard_size=shard_size, num_workers=num_workers, cache_dir=cache_dir,
+        feature_source=feature_source)
     spec, layer, pool, size = cfg.spec, cfg.layer, cfg.feature_pool, cfg.feature_size
     bs, ss, nw = cfg.feature_batch_size, cfg.feature_shard_size, cfg.num_workers
-    shapes = _shapes(spec, tuple(x0.shape[1:]), layer, pool, size)             # fails fast, before loading weights
+    if cfg.feature_source == 'backbone':
+        shapes = _shapes(spec, tuple(x0.shape[1:]), layer, pool, size)         # fails fast, before loading weights
+    else:                                                                      # the victim's maps: one blank forward pass
+        if extractor is None: extractor = create_extractor(cfg=cfg, victim=victim, pretrained=pretrained)   # names victim= if missing
+        shapes = extractor.shapes(tuple(x0.shape[1:]))
     rank, world = init_distributed()
     device = torch.device(device) if device is not None else default_device()
     if device.type == 'cuda': torch.cuda.set_device(device)   # an NCCL group's barriers use the current device
     amp = device.type == 'cuda' if amp is None else bool(amp)
     if extractor is None: extractor = _build_extractor(cfg, pretrained)
-    meta = dict(format=FEATURE_FORMAT, backbone=spec.name, arch=spec.arch, layer=shapes['layer'], module=shapes['module'],
+    src_meta = {} if cfg.feature_source == 'backbone' else dict(      # only then: the paper's caches keep their keys
+        feature_source=cfg.feature_source, victim_grid=cfg.victim_grid, channels=[list(c) for c in shapes['channels']],
+        victim_arch=getattr(extractor.victim, 'arch', type(extractor.victim).__name__))
+    bname = spec.name if not src_meta else extractor.name
+    meta = dict(format=FEATURE_FORMAT, backbone=bname, arch=spec.arch if not src_meta else src_meta['victim_arch'],
+                layer=shapes['layer'], module=shapes['module'], **src_meta,
                pool=pool, size=size, input_shape=list(x0.shape), map_shape=list(shapes['map']), vec_shape=list(shapes['vec']),
                dtype='float16', count=n, batch_size=bs, shard_size=ss, weights_sha=extractor.weights_sha(),
                source=source_key or source_fingerprint(ds), precision='bf16-autocast' if amp else 'fp32', device_type=device.type)
@@ -640,71 +754,75 @@ def extract_features(source, backbone: str | None = None, layer: str | None = No
     meta['weights'] = extractor.source
     if out is None:
         tag = '-'.join(str(getattr(ds, a)) for a in ('name', 'split') if getattr(ds, a, None)) or type(ds).__name__
-        out = Path(cfg.cache_dir) / 'features' / f"{tag}-{spec.name}-{meta['layer']}-{meta['key']}"
+        out = Path(cfg.cache_dir) / 'features' / f"{tag}-{bname}-{meta.get('feature_source', meta['layer'])}-{meta['key']}"
     d = Path(out).expanduser()
-    # 1. an existing cache: the same key is reused or resumed, another key is refused (or wiped with overwrite=True).
-    #    Barriers around the read: every rank sees the same state, so every rank takes the same branch.
-    _barrier()
-    old = _read_json(d / 'manifest.json') or _read_json(d / 'settings.json')
-    if old is None and d.is_dir() and any(d.glob('shard-*')):
-        old = dict(key=None, why='shard files of unknown origin, no settings.json')
-    hit = old is not None and old.get('key') == meta['key'] and (d / 'manifest.json').is_file()
-    if old is not None and old.get('key') != meta['key'] and not overwrite:
-        raise CacheMismatch(f"{d} holds features computed with other settings ({old.get('why') or _diff(meta, old)}); "
-                            f"pass overwrite=True to recompute, or choose another out=")
-    _barrier()
-    if hit:
-        try: return load_features(d)
-        except CorruptCache as e:
-            raise CorruptCache(f"{e}. To recompute only the damaged shard, delete its files and {d}/manifest.json "
-                               f"and call again; or pass overwrite=True to recompute everything") from None
-    if rank == 0:
-        if old is not None and old.get('key') != meta['key']: _clear_cache(d)
-        d.mkdir(parents=True, exist_ok=True)
-        if not (d / 'settings.json').is_file(): _write_json(d / 'settings.json', meta)
-    _barrier()
-    # 2. this rank's shards: skip recorded ones (checking their files), resume partial ones
-    nsh = math.ceil(n / ss); todo, writers = [], {}
-    for s in range(rank, nsh, world):
-        a, b = s * ss, min(n, (s + 1) * ss)
-        rec = _read_json(d / f'{_shard_name(s)}.json')
-        if rec is not None:
-            try:
-                for k in _KINDS: open_npy(d / rec['files'][k]['file'], *_expected(k, b - a, meta))
+    # one process at a time per cache folder (a second run on a shared cache waits, then reads); ranks of one
+    # torchrun job share the folder by design and synchronise with barriers instead
+    with file_lock(d / 'manifest.json') if world == 1 else contextlib.nullcontext():
+        # 1. an existing cache: the same key is reused or resumed, another key is refused (or wiped with overwrite=True).
+        #    Barriers around the read: every rank sees the same state, so every rank takes the same branch.
+        _barrier()
+        old = _read_json(d / 'manifest.json') or _read_json(d / 'settings.json')
+        if old is None and d.is_dir() and any(d.glob('shard-*')):
+            old = dict(key=None, why='shard files of unknown origin, no settings.json')
+        hit = old is not None and old.get('key') == meta['key'] and (d / 'manifest.json').is_file()
+        if old is not None and old.get('key') != meta['key'] and not overwrite:
+            raise CacheMismatch(f"{d} holds features computed with other settings ({old.get('why') or _diff(meta, old)}); "
+                                f"pass overwrite=True to recompute, or choose another out=")
+        _barrier()
+        if hit:
+            try: return load_features(d)
             except CorruptCache as e:
-                raise CorruptCache(f"{e}. Delete {d}/{_shard_name(s)}.* to recompute that shard, or pass overwrite=True") from None
-            continue
-        done = _ShardWriter.resumable(d, s, b - a, meta)
-        writers[s] = (a, b, done)
-        todo += [(s, i, min(i + bs, b)) for i in range(a + done, b, bs)]
-    # 3. compute: batches in order, each written at its rows, progress after each
-    model = extractor.to(device).to(memory_format=torch.channels_last)
-    loader = DataLoader(ds, batch_sampler=[list(range(i, j)) for _, i, j in todo], num_workers=nw,
-                        collate_fn=_collate, pin_memory=device.type == 'cuda')
-    open_w = {}
-    try:
-        with torch.inference_mode():
-            it = progress_bar(loader, total=len(todo), leave=False) if progress and rank == 0 and todo else loader
-            for k, ((s, i, j), (x, y)) in enumerate(zip(todo, it)):
-                _check_batch(x, i, j, x0.shape)
-                m, v = batch_features(model, x, device, amp)
-                a, b, done = writers[s]
-                if s not in open_w: open_w[s] = _ShardWriter(d, s, a, b - a, meta, done)
-                open_w[s].write(i - a, map=to_fp16(m, f'{spec.name} {meta["layer"]} map'),
-                                vec=to_fp16(v, f'{spec.name} vector'), labels=y.numpy())
-                if j == b: open_w.pop(s).finish()
-                else: open_w[s].progress(j - a)
-                if on_batch is not None: on_batch(k + 1, len(todo))
-    finally:
-        for w in open_w.values(): w.close()
-    # 4. every rank done: rank 0 checks all shard records and writes the manifest
-    _barrier()
-    if rank == 0:
-        recs = []
-        for s in range(nsh):
+                raise CorruptCache(f"{e}. To recompute only the damaged shard, delete its files and {d}/manifest.json "
+                                   f"and call again; or pass overwrite=True to recompute everything") from None
+        if rank == 0:
+            if old is not None and old.get('key') != meta['key']: _clear_cache(d)
+            d.mkdir(parents=True, exist_ok=True)
+            if not (d / 'settings.json').is_file(): _write_json(d / 'settings.json', meta)
+        _barrier()
+        # 2. this rank's shards: skip recorded ones (checking their files), resume partial ones
+        nsh = math.ceil(n / ss); todo, writers = [], {}
+        for s in range(rank, nsh, world):
+            a, b = s * ss, min(n, (s + 1) * ss)
             rec = _read_json(d / f'{_shard_name(s)}.json')
-            if rec is None or rec.get('key') != meta['key']: raise CorruptCache(f"{d}: shard {s} has no valid record after extraction")
-            recs.append(rec)
-        _write_json(d / 'manifest.json', {**meta, 'shards': recs, 'versions': dict(torch=torch.__version__, timm=timm.__version__)})
-    _barrier()
-    return load_features(d)
+            if rec is not None:
+                try:
+                    for k in _KINDS: open_npy(d / rec['files'][k]['file'], *_expected(k, b - a, meta))
+                except CorruptCache as e:
+                    raise CorruptCache(f"{e}. Delete {d}/{_shard_name(s)}.* to recompute that shard, or pass overwrite=True") from None
+                continue
+            done = _ShardWriter.resumable(d, s, b - a, meta)
+            writers[s] = (a, b, done)
+            todo += [(s, i, min(i + bs, b)) for i in range(a + done, b, bs)]
+        # 3. compute: batches in order, each written at its rows, progress after each
+        model = extractor.to(device).to(memory_format=torch.channels_last)
+        loader = DataLoader(ds, batch_sampler=[list(range(i, j)) for _, i, j in todo], num_workers=nw,
+                            collate_fn=_collate, pin_memory=device.type == 'cuda')
+        open_w = {}
+        try:
+            with torch.inference_mode():
+                it = progress_bar(loader, total=len(todo), leave=False) if progress and rank == 0 and todo else loader
+                for k, ((s, i, j), (x, y)) in enumerate(zip(todo, it)):
+                    _check_batch(x, i, j, x0.shape)
+                    m, v = batch_features(model, x, device, amp)
+                    a, b, done = writers[s]
+                    if s not in open_w: open_w[s] = _ShardWriter(d, s, a, b - a, meta, done)
+                    open_w[s].write(i - a, map=to_fp16(m, f'{bname} {meta["layer"]} map'),
+                                    vec=to_fp16(v, f'{bname} vector'), labels=y.numpy())
+                    if j == b: open_w.pop(s).finish()
+                    else: open_w[s].progress(j - a)
+                    if on_batch is not None: on_batch(k + 1, len(todo))
+        finally:
+            for w in open_w.values(): w.close()
+        # 4. every rank done: rank 0 checks all shard records and writes the manifest
+        _barrier()
+        if rank == 0:
+            recs = []
+            for s in range(nsh):
+                rec = _read_json(d / f'{_shard_name(s)}.json')
+                if rec is None or rec.get('key') != meta['key']: raise CorruptCache(f"{d}: shard {s} has no valid record after extraction")
+                recs.append(rec)
+            _write_json(d / 'manifest.json', {**meta, 'shards': recs, 'versions': dict(torch=torch.__version__, timm=timm.__version__)})
+        _barrier()
+        return load_features(d)
+

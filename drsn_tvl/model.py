@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .core import FeatureError, StageConfig, atomic_write, safe_load, seed_everything
-from .features import FeatureExtractor, create_extractor, extractor_maps
+from .features import FeatureExtractor, SourceExtractor, create_extractor, extractor_maps
 from .victim import classification_metrics
 
 # %% auto #0
@@ -814,7 +814,7 @@ def image_feature_maps(images, extractor: nn.Module, img_size: int, clahe: bool 
                        cfg: DetectorConfig | None = None) -> torch.Tensor:
     "Images → (CLAHE if `clahe`) → feature maps N×C×h×w of `extractor` (a FeatureExtractor, or a timm model, wrapped), via `extractor_maps`."
     from drsn_tvl.clahe import clahe_tensor
-    if not isinstance(extractor, FeatureExtractor): extractor = FeatureExtractor(extractor)
+    if not isinstance(extractor, (FeatureExtractor, SourceExtractor)): extractor = FeatureExtractor(extractor)
     bs = int(detector_config(cfg).feature_batch_size if batch_size is None else batch_size)
     x = as_images(images, img_size)
     if clahe: x = clahe_tensor(x)
@@ -843,8 +843,8 @@ class DetectionPipeline:
             if backbone is None:
                 raise ValueError(f"{detector.name} reads backbone feature maps {detector.in_shape}: pass the feature extractor it "
                                  "was trained with (extractor=) or its backbone")
-            extractor = create_extractor(backbone, layer, pool, size, weights=weights)
-        elif not isinstance(extractor, FeatureExtractor): extractor = FeatureExtractor(extractor)
+            extractor = create_extractor(backbone, layer, pool, size, weights=weights, source='backbone')
+        elif not isinstance(extractor, (FeatureExtractor, SourceExtractor)): extractor = FeatureExtractor(extractor)
         self.extractor = extractor.eval()
         spec = getattr(extractor, 'spec', None)
         self.backbone = spec.name if spec is not None else (backbone or extractor.name)
@@ -905,14 +905,29 @@ class DetectionPipeline:
     def config(self) -> dict:
         fx = self.extractor
         if fx is None: return dict(backbone=None, img_size=self.img_size, clahe=self.clahe, source=None)
+        if isinstance(fx, SourceExtractor):                    # the victim's maps (and the backbone's, for 'both')
+            bb, v = fx.backbone, fx.victim
+            return dict(feature_source=fx.kind, victim_grid=fx.grid, victim_layers=list(fx.cfg.victim_layers),
+                        victim_arch=getattr(v, 'arch', None), victim_classes=getattr(v, 'n_classes', None),
+                        backbone=bb.spec.name if bb is not None else None, arch=bb.spec.arch if bb is not None else None,
+                        layer=bb.layer if bb is not None else None, pool=bb.pool if bb is not None else 0,
+                        size=bb.size if bb is not None else 0, img_size=self.img_size, clahe=self.clahe, source=self.source)
         return dict(backbone=self.backbone, arch=self.arch, layer=fx.layer, pool=fx.pool, size=fx.size,
                     img_size=self.img_size, clahe=self.clahe, source=self.source)
 
     def save(self, path, include_backbone: bool | None = None) -> Path:
         "Save detector + pipeline settings (+ the backbone's weights if `include_backbone`; default: when they cannot be re-created)."
-        if include_backbone is None: include_backbone = self.source is not None and not (self.source.startswith('package') or self.source == 'hub')
-        blob = _pack(self.detector, dict(pipeline=self.config()))
-        if include_backbone: blob['backbone_state'] = {k: v.detach().cpu() for k, v in self.extractor.model.state_dict().items()}
+        fx, blob = self.extractor, None
+        if isinstance(fx, SourceExtractor):                    # the victim cannot be re-created: its weights always travel
+            if getattr(fx.victim, 'arch', None) is None or getattr(fx.victim, 'n_classes', None) is None:
+                raise TypeError(f"a {fx.kind}-feature pipeline saves its victim as a drsn_tvl.victim.Victim; got {type(fx.victim).__name__}")
+            blob = _pack(self.detector, dict(pipeline=self.config()))
+            blob['victim_state'] = {k: v.detach().cpu() for k, v in fx.victim.state_dict().items()}
+            fx = fx.backbone
+        src = (getattr(fx, 'source', None) or 'given') if isinstance(self.extractor, SourceExtractor) else self.source
+        if include_backbone is None: include_backbone = src is not None and not (src.startswith('package') or src == 'hub')
+        blob = blob or _pack(self.detector, dict(pipeline=self.config()))
+        if include_backbone and fx is not None: blob['backbone_state'] = {k: v.detach().cpu() for k, v in fx.model.state_dict().items()}
         return atomic_write(path, lambda p: torch.save(blob, p))
 
     @classmethod
@@ -926,6 +941,7 @@ class DetectionPipeline:
         pl = cfg['pipeline']
         kw = dict(img_size=pl['img_size'], clahe=pl['clahe'])
         if det.inputs == 'images': return cls(det, **kw)
+        if pl.get('feature_source', 'backbone') != 'backbone': return cls._load_source(det, blob, pl, weights, kw, path)
         if 'backbone_state' in blob:
             import timm
             model = timm.create_model(pl['arch'], pretrained=False, num_classes=0)
@@ -939,3 +955,28 @@ class DetectionPipeline:
             warnings.warn(f"{path}: the detector was trained on {pl['backbone']} features with weights from {pl['source']}, "
                           f"but the backbone now resolves to {res.source}: its scores are not meaningful")
         return res
+
+# %% ../nbs/07_drsn_tvl.ipynb #37588ab5
+@classmethod
+def _load_source(cls, det, blob, pl, weights, kw, path):
+    "A saved 'victim' / 'both' pipeline: the victim from its stored weights, the backbone (for 'both') from the file or re-created."
+    from drsn_tvl.victim import Victim
+    from drsn_tvl.features import FeatureConfig
+    if 'victim_state' not in blob: raise ValueError(f"{path}: a {pl['feature_source']}-feature pipeline without the victim's weights")
+    v = Victim(pl['victim_arch'], pl['victim_classes'], pretrained=False)
+    v.load_state_dict(blob['victim_state']); v.eval()
+    bb = None
+    if pl['feature_source'] == 'both':
+        if 'backbone_state' in blob:
+            import timm
+            model = timm.create_model(pl['arch'], pretrained=False, num_classes=0)
+            model.load_state_dict(blob['backbone_state'])
+            bb = FeatureExtractor(model, pl['layer'], pl['pool'], pl['size'], name=pl['backbone'])
+        else: bb = create_extractor(pl['backbone'], pl['layer'], pl['pool'], pl['size'], weights=weights, source='backbone')
+    fcfg = FeatureConfig.from_settings(feature_source=pl['feature_source'], victim_grid=pl['victim_grid'],
+                                       victim_layers=pl['victim_layers'], backbone=pl['backbone'])
+    res = cls(det, extractor=SourceExtractor(v, bb, fcfg), **kw)
+    res.source = pl['source']
+    return res
+
+DetectionPipeline._load_source = _load_source

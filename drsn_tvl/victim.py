@@ -6,7 +6,7 @@ Docs: https://drsn-tvl.github.io/drsn_tvl/victim.html.md"""
 
 # %% ../nbs/04_victim.ipynb #3379d04f
 from __future__ import annotations
-import importlib, json, os, socket, time, warnings
+import contextlib, importlib, json, os, socket, time, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -17,7 +17,8 @@ import timm
 import torch
 from torch import nn
 
-from .core import StageConfig, atomic_write, device_of, safe_load, seed_everything, settings_hash
+from .core import (SUM_SUFFIX, CorruptFile, StageConfig, atomic_write, check_file, device_of, file_lock, read_json,
+                           safe_load, seed_everything, settings_hash, write_checked)
 from .data import get_splits, load_arrays
 from .clahe import CLAHE
 
@@ -217,45 +218,36 @@ def _victim_paths(cache_dir, key):
     return d / f'{key}.pt', d / f'{key}.json'
 
 # %% ../nbs/04_victim.ipynb #36e9f9c8
-def load_victim(path) -> Victim:
-    "A victim saved by `train_victim`: `path` is its .pt or .json file (the other must sit next to it)."
+def load_victim(path, checked: bool = False) -> Victim:
+    "A victim saved by `train_victim`: `path` is its .pt or .json file (the other must sit next to it); `checked`: verify both files' checksum records first (`CorruptFile` otherwise)."
     path = Path(path)
     pt, js = path.with_suffix('.pt'), path.with_suffix('.json')
     for p in (pt, js):
         if not p.is_file(): raise FileNotFoundError(f"victim file {p} does not exist")
-    meta = json.loads(js.read_text())
+        if checked: check_file(p, 'victim cache entry')
+    meta = read_json(js, 'victim meta file')
     m = Victim(meta['config']['backbone'], meta['n_classes'], pretrained=False, dropout=meta['config']['dropout'])
     m.load_state_dict(safe_load(pt, 'victim'))
     m.source, m.meta = meta['weights_source'], meta
     return m.eval()
 
-# %% ../nbs/04_victim.ipynb #8ff8df87
-def train_victim(dataset=None, backbone=None, img_size=None, epochs=None, lr=None, batch_size=None, freeze_epochs=None,
-                 pretrained=None, weights=None, dropout=None, clahe_stage=None, seed=None, preset=None, root=None,
-                 data_root=None, cache_dir=None, cache=True, force=False, progress=True, max_train: int | None = None,
-                 cfg: VictimConfig | None = None, **ds_kwargs) -> Victim:
-    "Fine-tune (or load from the cache) a `Victim` on `dataset` with fastai (on at most `max_train` seeded training images); `.meta` holds its config and test metrics. Keywords override `cfg` (default: `VictimConfig.from_settings()`)."
+# %% ../nbs/04_victim.ipynb #ce423cd9
+def _cached_victim(pt):
+    "The cached victim at `pt`, or None when absent; a damaged entry is reported (warning with its path), deleted, and so recomputed."
+    if not (pt.is_file() and pt.with_suffix('.json').is_file()): return None
+    try: return load_victim(pt, checked=True)
+    except CorruptFile as e:
+        warnings.warn(f"{e}. Retraining the victim.", stacklevel=3)
+        for p in (pt, pt.with_suffix('.json')):
+            for q in (p, p.with_name(p.name + SUM_SUFFIX)): q.unlink(missing_ok=True)
+        return None
+
+def _fit_victim(cfg, rec, key, splits, arrays, pt, js, cache, progress) -> Victim:
+    "Fine-tune the victim with fastai's `Learner` (seeded by `cfg.seed`); write it and its meta with checksum records."
     from fastai.data.core import DataLoaders
     from fastai.learner import Learner
     from fastai.metrics import accuracy
     import fastai.callback.schedule  # noqa: F401  (adds fit_one_cycle / fine_tune to Learner)
-    over = dict(dataset=dataset, victim_backbone=backbone, img_size=img_size, victim_epochs=epochs, victim_lr=lr,
-                victim_batch_size=batch_size, victim_freeze_epochs=freeze_epochs, victim_pretrained=pretrained,
-                victim_weights=weights, victim_dropout=dropout, clahe_stage=clahe_stage, seed=seed, victim_preset=preset, root=root,
-                data_root=data_root, cache_dir=cache_dir, max_train=max_train, ds_kwargs=ds_kwargs or None)
-    cfg = VictimConfig.from_settings(**over) if cfg is None else cfg.replace(**over)       # the one place settings are read
-    rec = cfg.record()
-    splits = victim_splits(rec)
-    arrays = {s: load_arrays(ds, cache_dir=cfg.cache_dir, progress=progress) for s, ds in splits.items()}
-    if cfg.max_train and cfg.max_train < len(arrays['train'][1]):      # a seeded subset; recorded in the config (and cache key)
-        keep = np.sort(np.random.default_rng(cfg.seed).permutation(len(arrays['train'][1]))[:cfg.max_train])
-        arrays['train'] = (arrays['train'][0][keep], arrays['train'][1][keep])
-        rec['max_train'] = cfg.max_train
-    ident = {k: v for k, v in rec.items() if k not in ('data_root', 'root', 'preset')}     # where the data was found is not what it is
-    key = settings_hash('victim', ident, splits['train'].root,
-                        {s: settings_hash(a[1].tolist(), splits[s].index['item'].astype(str).tolist()) for s, a in arrays.items()})
-    pt, js = _victim_paths(cfg.cache_dir, key)
-    if cache and not force and pt.is_file() and js.is_file(): return load_victim(pt)
     seed_everything(cfg.seed)
     classes = splits['train'].classes
     model = Victim(cfg.victim_backbone, len(classes), cfg.victim_pretrained, rec['weights'], cfg.victim_dropout)
@@ -282,6 +274,35 @@ def train_victim(dataset=None, backbone=None, img_size=None, epochs=None, lr=Non
                 test=classification_metrics(yt, pred, len(classes)))
     model.meta = meta
     if cache:
-        atomic_write(pt, lambda p: torch.save(model.state_dict(), p))
-        atomic_write(js, lambda p: Path(p).write_text(json.dumps(meta, indent=1)))
+        write_checked(pt, lambda p: torch.save(model.state_dict(), p))
+        write_checked(js, lambda p: Path(p).write_text(json.dumps(meta, indent=1)))
     return model
+
+
+# %% ../nbs/04_victim.ipynb #8ff8df87
+def train_victim(dataset=None, backbone=None, img_size=None, epochs=None, lr=None, batch_size=None, freeze_epochs=None,
+                 pretrained=None, weights=None, dropout=None, clahe_stage=None, seed=None, preset=None, root=None,
+                 data_root=None, cache_dir=None, cache=True, force=False, progress=True, max_train: int | None = None,
+                 cfg: VictimConfig | None = None, **ds_kwargs) -> Victim:
+    "Fine-tune (or load from the cache) a `Victim` on `dataset` with fastai (on at most `max_train` seeded training images); `.meta` holds its config and test metrics. Keywords override `cfg` (default: `VictimConfig.from_settings()`)."
+    over = dict(dataset=dataset, victim_backbone=backbone, img_size=img_size, victim_epochs=epochs, victim_lr=lr,
+                victim_batch_size=batch_size, victim_freeze_epochs=freeze_epochs, victim_pretrained=pretrained,
+                victim_weights=weights, victim_dropout=dropout, clahe_stage=clahe_stage, seed=seed, victim_preset=preset, root=root,
+                data_root=data_root, cache_dir=cache_dir, max_train=max_train, ds_kwargs=ds_kwargs or None)
+    cfg = VictimConfig.from_settings(**over) if cfg is None else cfg.replace(**over)       # the one place settings are read
+    rec = cfg.record()
+    splits = victim_splits(rec)
+    arrays = {s: load_arrays(ds, cache_dir=cfg.cache_dir, progress=progress) for s, ds in splits.items()}
+    if cfg.max_train and cfg.max_train < len(arrays['train'][1]):      # a seeded subset; recorded in the config (and cache key)
+        keep = np.sort(np.random.default_rng(cfg.seed).permutation(len(arrays['train'][1]))[:cfg.max_train])
+        arrays['train'] = (arrays['train'][0][keep], arrays['train'][1][keep])
+        rec['max_train'] = cfg.max_train
+    ident = {k: v for k, v in rec.items() if k not in ('data_root', 'root', 'preset')}     # where the data was found is not what it is
+    key = settings_hash('victim', ident, splits['train'].root,
+                        {s: settings_hash(a[1].tolist(), splits[s].index['item'].astype(str).tolist()) for s, a in arrays.items()})
+    pt, js = _victim_paths(cfg.cache_dir, key)
+    if cache and not force and (v := _cached_victim(pt)) is not None: return v
+    with file_lock(pt) if cache else contextlib.nullcontext():          # a second run on this cache waits, then reads
+        if cache and not force and (v := _cached_victim(pt)) is not None: return v
+        return _fit_victim(cfg, rec, key, splits, arrays, pt, js, cache, progress)
+

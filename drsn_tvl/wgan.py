@@ -6,7 +6,7 @@ Docs: https://drsn-tvl.github.io/drsn_tvl/wgan.html.md"""
 
 # %% ../nbs/03_wgan.ipynb #0a89dd9b
 from __future__ import annotations
-import hashlib, json, math, time
+import contextlib, hashlib, json, math, time
 from contextlib import contextmanager
 from dataclasses import dataclass, asdict, fields
 from pathlib import Path
@@ -17,26 +17,27 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .core import (GANError, StageConfig, atomic_write, check_images, data_fingerprint, device_of, get_settings, is_grey, safe_load,
+from .core import (GANError, StageConfig, atomic_write, check_images, data_fingerprint, device_of, file_lock, get_settings, is_grey, safe_load,
                            model_fingerprint, project_linf, settings_hash, to_8bit)
 from .data import load_arrays
 
 # %% auto #0
-__all__ = ['LOSSES', 'ARCHS', 'GAN_VARIANTS', 'CKPT_FORMAT', 'check_eps', 'check_victim', 'gan_images', 'margin_loss',
-           'perturbation_tv', 'gradient_penalty', 'wgan_gp_critic_loss', 'wgan_generator_loss', 'bce_critic_loss',
-           'bce_generator_loss', 'ResBlock', 'advgan_generator', 'conv_discriminator', 'dcgan_generator', 'GANArch',
-           'PerturbationGenerator', 'Critic', 'GANVariant', 'register_gan_variant', 'GANConfig', 'gan_config',
-           'gan_variant_table', 'as_tensors', 'grey_default', 'to_float', 'round_to_8bit', 'frozen', 'AdvGAN',
-           'evaluate_attack', 'augment', 'read_checkpoint', 'train_generator', 'find_generator', 'plot_history',
-           'show_samples']
+__all__ = ['LOSSES', 'ARCHS', 'PARAMS', 'GAN_VARIANTS', 'CKPT_FORMAT', 'NOISES', 'check_eps', 'check_victim', 'gan_images',
+           'margin_loss', 'perturbation_tv', 'gradient_penalty', 'wgan_gp_critic_loss', 'wgan_generator_loss',
+           'bce_critic_loss', 'bce_generator_loss', 'ResBlock', 'advgan_generator', 'conv_discriminator',
+           'dcgan_generator', 'GANArch', 'PerturbationGenerator', 'Critic', 'GANVariant', 'register_gan_variant',
+           'GANConfig', 'gan_config', 'gan_variant_table', 'as_tensors', 'grey_default', 'to_float', 'round_to_8bit',
+           'straight_through_8bit', 'frozen', 'AdvGAN', 'evaluate_attack', 'augment', 'read_checkpoint',
+           'critic_report', 'GeneratorNotFound', 'check_trained', 'train_generator', 'find_generator', 'plot_history',
+           'show_samples', 'show_comparison']
 
 # %% ../nbs/03_wgan.ipynb #9725e728
 def check_eps(eps) -> float:
-    "The L-inf budget `eps` (pixel units; the stage's value is `GANConfig.eps`, the `eps` setting), checked to lie in (0, 1)."
+    "The L-inf budget `eps` (pixel units; the stage's value is `GANConfig.eps`, the `eps` setting), checked to lie in (0, 1]."
     try: eps = float(eps)
     except (TypeError, ValueError): raise GANError(f"eps must be a number (pixel units, e.g. 2/255), got {eps!r}") from None
-    if not math.isfinite(eps) or eps <= 0 or eps >= 1:
-        raise GANError(f"eps must be in (0, 1): an L-inf budget in pixel units of [0,1] images (2/255 = 2 grey levels), got {eps}")
+    if not math.isfinite(eps) or eps <= 0 or eps > 1:
+        raise GANError(f"eps must be in (0, 1]: an L-inf budget in pixel units of [0,1] images (2/255 = 2 grey levels), got {eps}")
     return eps
 
 # %% ../nbs/03_wgan.ipynb #946ba722
@@ -172,16 +173,23 @@ ARCHS = {
 }
 
 # %% ../nbs/03_wgan.ipynb #ad77be51
+PARAMS = ('tanh', 'sign')
+
 class PerturbationGenerator(nn.Module):
-    "δ = eps·tanh(G(2x−1)) for images x in [0,1] (averaged over channels when `grey`); `attack(x)` = clip(x + δ, 0, 1)."
-    def __init__(self, body: nn.Module, eps: float, img_size: int, grey: bool = False):
+    "δ = eps·tanh(G(2x−1)) (`param='tanh'`) or eps·sign(tanh(G)) with the tanh's gradient (`'sign'`); channel mean of G first when `grey`; `attack(x)` = clip(x + δ, 0, 1)."
+    def __init__(self, body: nn.Module, eps: float, img_size: int, grey: bool = False, param: str = 'tanh'):
         super().__init__()
-        self.body, self.eps, self.img_size, self.grey = body, check_eps(eps), int(img_size), bool(grey)
+        if param not in PARAMS: raise GANError(f"gen_param must be one of {PARAMS}, got {param!r}")
+        self.body, self.eps, self.img_size, self.grey, self.param = body, check_eps(eps), int(img_size), bool(grey), param
     def forward(self, x):
-        d = self.eps * torch.tanh(self.body(x * 2 - 1))
-        return d.mean(1, keepdim=True).expand_as(d) if self.grey else d
+        z = self.body(x * 2 - 1)
+        if self.grey: z = z.mean(1, keepdim=True).expand_as(z)
+        t = torch.tanh(z)
+        if self.param == 'sign': t = t + (torch.sign(t) - t).detach()      # straight-through: forward sign, backward tanh
+        return self.eps * t
     def attack(self, x): return (x + self(x)).clamp(0, 1)
-    def extra_repr(self): return f'eps={self.eps:.5g}, img_size={self.img_size}, grey={self.grey}'
+    def extra_repr(self): return f'eps={self.eps:.5g}, img_size={self.img_size}, grey={self.grey}, param={self.param}'
+
 
 # %% ../nbs/03_wgan.ipynb #94cc1fcf
 class Critic(nn.Module):
@@ -223,7 +231,7 @@ register_gan_variant('dcgan', 'dcgan', 'bce', 'gan', 'DCGAN generator and discri
 _RECIPE = ('n_critic', 'lr_g', 'lr_d', 'betas')
 _ALIAS = dict(variant='gen_variant', epochs='gen_epochs', batch_size='gen_batch_size', width='gen_width', n_res='gen_res_blocks',
               adv_weight='gen_adv_weight', gan_weight='gen_gan_weight', tv_weight='gen_tv_weight', kappa='gen_kappa',
-              augment='gen_augment')
+              augment='gen_augment', param='gen_param')
 
 @dataclass(frozen=True)
 class GANConfig(StageConfig):
@@ -239,6 +247,7 @@ class GANConfig(StageConfig):
     gen_tv_weight: float
     gen_kappa: float
     gen_augment: bool
+    gen_param: str
     eps: float
     seed: int
     round_8bit: bool
@@ -263,8 +272,9 @@ class GANConfig(StageConfig):
         return super().from_settings(s, **{**rec, **{k: o for k, o in overrides.items() if o is not None}})
 
     def check(self):
-        "A registered variant, eps in (0, 1), a resolved recipe, batch size ≥ 2, n_critic ≥ 1, width ≥ 1, epochs ≥ 0 (errors name the key)."
+        "A registered variant, eps in (0, 1), a resolved recipe, a known `gen_param`, batch size ≥ 2, n_critic ≥ 1, width ≥ 1, epochs ≥ 0 (errors name the key)."
         _variant(self.gen_variant)
+        if self.gen_param not in PARAMS: raise GANError(f"[wgan] gen_param must be one of {PARAMS}, got {self.gen_param!r}")
         object.__setattr__(self, 'eps', check_eps(self.eps))
         missing = [k for k in (*_RECIPE, 'gp_weight') if getattr(self, k) is None]
         if missing: raise ValueError(f"[wgan] {missing}: the recipe is not resolved; build the config with GANConfig.from_settings()")
@@ -294,6 +304,7 @@ class GANConfig(StageConfig):
     tv_weight = property(lambda self: self.gen_tv_weight)
     kappa = property(lambda self: self.gen_kappa)
     augment = property(lambda self: self.gen_augment)
+    param = property(lambda self: self.gen_param)
 
     def asdict(self) -> dict:
         "The checkpoint form (stored, compared, hashed into the cache key): the flat dict of the untyped config, same keys, order and values."
@@ -301,7 +312,7 @@ class GANConfig(StageConfig):
                     width=self.width, n_res=self.n_res, adv_weight=self.adv_weight, gan_weight=self.gan_weight,
                     tv_weight=self.tv_weight, kappa=self.kappa, seed=self.seed, round_8bit=self.round_8bit, augment=self.augment,
                     n_critic=self.n_critic, lr_g=self.lr_g, lr_d=self.lr_d, betas=list(self.betas), gp_weight=self.gp_weight,
-                    grey=self.grey)
+                    grey=self.grey, param=self.param)
 
     def __getitem__(self, key):
         "Read access to the checkpoint form: `cfg['n_critic']`."
@@ -367,6 +378,12 @@ def round_to_8bit(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Ten
     "Round adversarial images to the 8-bit grid k/255, then project back into the L-inf ball of `x` and [0,1]."
     return project_linf(to_8bit(x_adv), x, eps)
 
+# %% ../nbs/03_wgan.ipynb #840b9c97
+def straight_through_8bit(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
+    "`round_to_8bit(x_adv, x, eps)` in the forward pass, the identity in the backward pass (straight-through estimator)."
+    return x_adv + (round_to_8bit(x_adv.detach(), x, eps) - x_adv).detach()
+
+
 # %% ../nbs/03_wgan.ipynb #a0be049b
 @contextmanager
 def frozen(*modules):
@@ -378,7 +395,7 @@ def frozen(*modules):
     finally:
         for p, o in zip(ps, old): p.requires_grad_(o)
 
-CKPT_FORMAT = 1
+CKPT_FORMAT = 2          # 2: trained through the 8-bit rounding, `gen_param`, grey mean before tanh, `meta`
 
 # %% ../nbs/03_wgan.ipynb #cc7394de
 class AdvGAN:
@@ -393,12 +410,13 @@ class AdvGAN:
         self.device = device_of(victim)
         with torch.random.fork_rng(devices=[]):      # seeded initialisation that leaves the global RNG alone
             torch.manual_seed(c.seed)
-            self.G = PerturbationGenerator(arch.generator(c.width, c.n_res), c.eps, self.img_size, bool(c.grey))
+            self.G = PerturbationGenerator(arch.generator(c.width, c.n_res), c.eps, self.img_size, bool(c.grey), c.param)
             self.D = Critic(arch.critic(c.width, self.img_size))
         self.G, self.D = self.G.to(self.device), self.D.to(self.device)
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=c.lr_g, betas=c.betas)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=c.lr_d, betas=c.betas)
         self.epoch, self.step, self.history = 0, 0, []
+        self.meta: dict = {}                          # end-of-training reports, e.g. `critic_report` under 'critic'
         self.victim_fp = model_fingerprint(victim)
 
     @property
@@ -483,7 +501,7 @@ def augment(x: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor
 
 # %% ../nbs/03_wgan.ipynb #090aea62
 def _train_epoch(self: AdvGAN, x, y, mb=None, on_step=None) -> dict:
-    "One epoch over (x, y): per batch, n_critic critic steps then one generator step. Returns the epoch's mean losses."
+    "One epoch over (x, y): per batch, n_critic critic steps then one generator step, both on 8-bit rounded images when `round_8bit`. Returns the epoch's mean losses."
     c, dev = self.cfg, self.device
     critic_loss, gen_loss = LOSSES[c.loss]
     g = torch.Generator().manual_seed(c.seed * 100_003 + self.epoch)
@@ -497,13 +515,16 @@ def _train_epoch(self: AdvGAN, x, y, mb=None, on_step=None) -> dict:
     for idx in it:
         xb, yb = to_float(x[idx], dev), y[idx].to(dev)
         if c.augment: xb = augment(xb, g)
-        with torch.no_grad(): fake = self.G.attack(xb)
+        with torch.no_grad():                       # the critic judges what the detector will see: rounded images
+            fake = self.G.attack(xb)
+            if c.round_8bit: fake = round_to_8bit(fake, xb, self.eps)
         for _ in range(c.n_critic):
             d_loss, gap = critic_loss(self.D, xb, fake, c.gp_weight, g)
             self.opt_d.zero_grad(set_to_none=True); d_loss.backward(); self.opt_d.step()
         with frozen(self.D):
             delta = self.G(xb)
             xa = (xb + delta).clamp(0, 1)
+            if c.round_8bit: xa = straight_through_8bit(xa, xb, self.eps)   # the loss sees the saved image
             adv, gan = margin_loss(self.victim(xa), yb, c.kappa), gen_loss(self.D(xa))
             tv = perturbation_tv(delta, self.eps) if c.tv_weight else torch.zeros((), device=dev)
             loss = c.adv_weight * adv + c.gan_weight * gan + c.tv_weight * tv
@@ -549,7 +570,7 @@ AdvGAN.fit = _fit
 def _state_dict(self: AdvGAN) -> dict:
     "Weights, optimiser states, config, fingerprints and history: tensors and plain values only (weights_only-safe)."
     return dict(format=CKPT_FORMAT, cfg=self.cfg.asdict(), img_size=self.img_size, epoch=self.epoch, step=self.step,
-                history=[dict(r) for r in self.history], victim_fp=self.victim_fp,
+                history=[dict(r) for r in self.history], victim_fp=self.victim_fp, meta=dict(self.meta),
                 G=self.G.state_dict(), D=self.D.state_dict(), opt_g=self.opt_g.state_dict(), opt_d=self.opt_d.state_dict())
 
 # %% ../nbs/03_wgan.ipynb #170a6fa2
@@ -565,6 +586,7 @@ def _load_state_dict(self: AdvGAN, sd: dict, check_victim_fp: bool = True) -> Ad
     self.G.load_state_dict(sd['G']); self.D.load_state_dict(sd['D'])
     self.opt_g.load_state_dict(sd['opt_g']); self.opt_d.load_state_dict(sd['opt_d'])
     self.epoch, self.step, self.history = int(sd['epoch']), int(sd['step']), [dict(r) for r in sd['history']]
+    self.meta = dict(sd.get('meta', {}))
     return self
 
 # %% ../nbs/03_wgan.ipynb #3fdb00d4
@@ -573,7 +595,7 @@ def _save(self: AdvGAN, folder) -> Path:
     folder = Path(folder); sd = self.state_dict()
     atomic_write(folder / 'state.pt', lambda p: torch.save(sd, p))
     meta = dict(cfg=self.cfg.asdict(), img_size=self.img_size, epoch=self.epoch, step=self.step, victim_fp=self.victim_fp,
-                done=self.epoch >= self.cfg.epochs, history=self.history)
+                done=self.epoch >= self.cfg.epochs, history=self.history, **self.meta)
     atomic_write(folder / 'meta.json', lambda p: Path(p).write_text(json.dumps(meta, indent=1, default=float)))
     return folder
 
@@ -601,18 +623,64 @@ def _cache_key(gan: AdvGAN, data_fp: str) -> str:
     "Config without `epochs`, image size, victim and data fingerprints, and the checkpoint format (bumped when training changes)."
     return settings_hash({k: v for k, v in gan.cfg.asdict().items() if k != 'epochs'}, gan.img_size, gan.victim_fp, data_fp, CKPT_FORMAT)
 
+# %% ../nbs/03_wgan.ipynb #aab1c9a0
+NOISES = ('uniform', 'gaussian', 'sign')
+
+@torch.no_grad()
+def critic_report(gan: AdvGAN, x, batch_size: int = 256, seed: int = 0) -> dict:
+    "Critic estimate E[D(x)] − E[D(x')] on held-out images `x` for x' = the generator's images and uniform/Gaussian/sign noise at the same L∞ (8-bit rounded when the config rounds)."
+    x = gan_images(x, gan.img_size, 'held-out images')
+    if len(x) < 2: raise GANError(f"critic_report needs at least 2 held-out images, got {len(x)}")
+    g, eps, rnd = torch.Generator().manual_seed(seed), gan.eps, gan.cfg.round_8bit
+    sums = dict.fromkeys(('clean', 'generator', *NOISES), 0.)
+    with _eval(gan.G, gan.D):
+        for b in x.split(batch_size):
+            b = to_float(b, gan.device)
+            shape = (len(b), 1, *b.shape[2:]) if gan.G.grey else tuple(b.shape)      # grey images get grey noise
+            u = torch.rand(shape, generator=g) * 2 - 1
+            d = dict(generator=gan.G(b), uniform=u * eps, gaussian=(torch.randn(shape, generator=g) * eps / 2).clamp(-eps, eps),
+                     sign=torch.sign(torch.rand(shape, generator=g) - 0.5) * eps)
+            sums['clean'] += float(gan.D(b).sum())
+            for k, v in d.items():
+                a = (b + v.to(b.device).expand_as(b)).clamp(0, 1)
+                sums[k] += float(gan.D(round_to_8bit(a, b, eps) if rnd else a).sum())
+    clean = sums.pop('clean') / len(x)
+    return dict(estimate='wasserstein' if gan.cfg.loss == 'wgan_gp' else 'logit_gap', n_images=len(x), epoch=gan.epoch,
+                **{k: clean - v / len(x) for k, v in sums.items()})
+
+AdvGAN.critic_report = critic_report
+
+
+# %% ../nbs/03_wgan.ipynb #6892970f
+class GeneratorNotFound(GANError, FileNotFoundError):
+    "No trained generator for this victim, variant, budget and image size: a `GANError` (and a `FileNotFoundError`)."
+
+
+# %% ../nbs/03_wgan.ipynb #a5ea938f
+def check_trained(gan: AdvGAN) -> AdvGAN:
+    "Refuse a generator that has not finished a single epoch: an untrained generator's δ is noise, not an attack."
+    if gan.epoch < 1:
+        raise GANError(f"the {gan.variant!r} generator is untrained (epoch 0 of {gan.cfg.epochs}): train it first with "
+                       f"drsn_tvl.wgan.train_generator(victim, train_data, variant={gan.variant!r}) (gen_epochs ≥ 1)")
+    return gan
+
+
 # %% ../nbs/03_wgan.ipynb #ec05d462
 def train_generator(victim: nn.Module, train, valid=None, variant: str | None = None, epochs: int | None = None,
                     cache: bool = True, cache_dir=None, progress: bool = True, on_step: Callable | None = None,
                     cfg: GANConfig | None = None, **overrides) -> AdvGAN:
-    "Train (or resume, or load) a `variant` generator against `victim` on `train`; checkpoints under `cache_dir/generators`."
+    "Train (or resume, or load) a `variant` generator against `victim` on `train`; checkpoints under `cache_dir/generators`; with `valid`, `gan.meta['critic']` = `critic_report` on it."
     x, y = as_tensors(train, 'training data')
     cfg = gan_config(variant, cfg, epochs=epochs, cache_dir=cache_dir, img_size=x.shape[-1], **overrides)   # the one config
     if cfg.grey is None: cfg = cfg.replace(grey=grey_default(x, cfg.keep_grey))
     gan = AdvGAN(victim, cfg.img_size, cfg=cfg)
     folder = Path(cfg.cache_dir) / 'generators' / f"{gan.variant}-{_cache_key(gan, data_fingerprint(x, y))}"
-    if cache and (folder / 'state.pt').is_file(): gan.load_state_dict(read_checkpoint(folder))
-    gan.fit((x, y), valid, ckpt_dir=folder if cache else None, progress=progress, on_step=on_step)
+    with file_lock(folder / 'state.pt') if cache else contextlib.nullcontext():   # a second run on this cache waits, then resumes/reads
+        if cache and (folder / 'state.pt').is_file(): gan.load_state_dict(read_checkpoint(folder))
+        gan.fit((x, y), valid, ckpt_dir=folder if cache else None, progress=progress, on_step=on_step)
+        if valid is not None and gan.epoch >= 1 and gan.meta.get('critic', {}).get('epoch') != gan.epoch:
+            gan.meta['critic'] = critic_report(gan, as_tensors(valid, 'validation data')[0], seed=cfg.seed)   # held-out closeness
+            if cache: gan.save(folder)
     gan.folder = folder if cache else None
     _TRAINED[(gan.victim_fp, gan.variant, round(gan.eps, 10), gan.img_size)] = gan
     return gan
@@ -624,20 +692,26 @@ def find_generator(victim: nn.Module, variant: str | None = None, eps=None, img_
     cfg = gan_config(variant, cfg, eps=eps, img_size=img_size, cache_dir=cache_dir)              # the one config
     variant, eps, img_size, fp = cfg.variant, cfg.eps, cfg.img_size, model_fingerprint(victim)
     gan = _TRAINED.get((fp, variant, round(eps, 10), img_size))
-    if gan is not None: return gan
+    if gan is not None: return check_trained(gan)
     root = Path(cfg.cache_dir) / 'generators'
-    found = []
+    found, near, others = [], [], 0
     for m in root.glob(f'{variant}-*/meta.json'):
         try: meta = json.loads(m.read_text())
         except (OSError, json.JSONDecodeError): continue
-        if meta.get('victim_fp') == fp and meta.get('done') and meta.get('img_size') == img_size and abs(meta['cfg']['eps'] - eps) < 1e-12:
+        if meta.get('victim_fp') != fp: others += 1; continue
+        if meta.get('done') and meta.get('img_size') == img_size and abs(meta['cfg']['eps'] - eps) < 1e-12:
             found.append((m.stat().st_mtime, m.parent))
+        else: near.append(f"eps={meta['cfg']['eps'] * 255:.3g}/255 img_size={meta.get('img_size')} "
+                          f"epoch {meta.get('epoch')}/{meta['cfg'].get('epochs')}{'' if meta.get('done') else ' (unfinished)'}")
     if not found:
-        raise FileNotFoundError(f"no trained {variant!r} generator for this victim (fingerprint {fp}) at eps={eps:.5g}, "
-                                f"img_size={img_size} in {root}; train one with drsn_tvl.wgan.train_generator(victim, train_data, variant={variant!r})")
+        raise GeneratorNotFound(
+            f"no trained {variant!r} generator for this victim (fingerprint {fp}) at eps={eps * 255:.3g}/255, img_size={img_size} "
+            f"in {root}; for this victim there are: {near or 'none'}; for other victims: {others}. "
+            f"Train one with drsn_tvl.wgan.train_generator(victim, train_data, variant={variant!r}, eps=...)")
     gan = AdvGAN.load(max(found)[1], victim, cfg=cfg)
     _TRAINED[(fp, variant, round(eps, 10), img_size)] = gan
     return gan
+
 
 # %% ../nbs/03_wgan.ipynb #1a3f2742
 def plot_history(history, title: str = '', axs=None, loss: str = 'wgan_gp'):
@@ -678,3 +752,24 @@ def show_samples(gan: AdvGAN, x, y, n: int = 6, classes=None, only_correct: bool
             axs[i, j].imshow(img.permute(1, 2, 0).clamp(0, 1).numpy()); axs[i, j].set_title(t, fontsize=9); axs[i, j].axis('off')
     fig.suptitle(f"{gan.variant}, eps = {gan.eps * 255:.3g}/255: clean (label, prediction) / adversarial (prediction) / δ amplified")
     return fig
+
+# %% ../nbs/03_wgan.ipynb #eb4543ec
+def show_comparison(x, advs: dict, eps: float, n: int = 4, titles: dict | None = None, amplify: float | None = None):
+    "Clean images (top row) beside each attack's adversarial images and their perturbations amplified (0.5 + δ·amplify, default 1/(2·eps)); `advs` = {name: images like x}."
+    import matplotlib.pyplot as plt
+    x = to_float(gan_images(x, name='clean images'))[:n]
+    if not advs: raise GANError("show_comparison: `advs` is empty; give {attack name: adversarial images}")
+    advs = {k: to_float(gan_images(v, x.shape[-1], f'{k} images'))[:n] for k, v in advs.items()}
+    for k, v in advs.items():
+        if v.shape != x.shape: raise GANError(f"show_comparison: {k} images have shape {tuple(v.shape)}, expected the clean images' {tuple(x.shape)}")
+    amp = 1 / (2 * check_eps(eps)) if amplify is None else float(amplify)
+    rows = [('clean', x)] + [r for k, v in advs.items() for r in ((k, v), (f'δ {k} ×{amp:.0f}', 0.5 + (v - x) * amp))]
+    fig, axs = plt.subplots(len(rows), len(x), figsize=(2 * len(x), 2.1 * len(rows)), squeeze=False)
+    for i, (name, imgs) in enumerate(rows):
+        for j in range(len(x)):
+            axs[i, j].imshow(imgs[j].permute(1, 2, 0).clamp(0, 1).numpy()); axs[i, j].axis('off')
+            t = (titles or {}).get(name)
+            axs[i, j].set_title(f"{name}" + (f": {t[j]}" if t is not None else ''), fontsize=8)
+    fig.suptitle(f"eps = {eps * 255:.3g}/255: clean, then per attack the adversarial image and δ amplified (grey = 0)")
+    return fig
+

@@ -23,7 +23,7 @@ STRONG = {'cw', 'deepfool', 'autoattack', 'boundary'}
 REF = {'fgsm_ref', 'pgd_ref'}
 BUDGETED = {'fgsm', 'fgsm_ref', 'pgd', 'pgd_ref', 'autoattack'}
 TINY = dict(pgd=dict(steps=3), pgd_ref=dict(steps=3), cw=dict(steps=5), deepfool=dict(steps=5),
-            autoattack=dict(steps=2, n_queries=10), boundary=dict(steps=20))
+            autoattack=dict(steps=2, n_queries=10), boundary=dict(steps=20, l2_budget=100.))   # budget: test_boundary_*
 
 class Tiny(nn.Module):
     "A small random conv net (logits for `c` classes) on 16×16 images."
@@ -130,11 +130,17 @@ def test_boundary_starts_from_another_class_when_noise_fails():
         def forward(self, x): m = x.mean((1, 2, 3)) * self.w - 0.6; return torch.stack([-m, m], 1) * 10
     m = Bright().eval()
     x = torch.cat([torch.full((2, 3, 8, 8), 0.2), torch.full((2, 3, 8, 8), 0.9)]); y = torch.tensor([0, 0, 1, 1])
-    adv, ok = run_attack('boundary', m, x, y, steps=30)          # uniform noise (mean 0.5) is class 0: no noise start for 0s
+    adv, ok = run_attack('boundary', m, x, y, steps=30, l2_budget=100.)  # uniform noise (mean 0.5) is class 0: no noise start for 0s
     assert ok.all()
     l2 = perturbation_norms(x, adv)[1]
     assert (l2 < perturbation_norms(x, x.flip(0))[1]).all()       # it walked from the other image towards the clean one
-    adv, ok = run_attack('boundary', m, x[:2], y[:2], steps=30)   # no other class in the batch: reported as failed
+    # held to its budget: the default, eps·sqrt(C·H·W) at eps 2/255, is far below these L2 distances, so nothing counts
+    adv2, ok2 = run_attack('boundary', m, x, y, steps=30)
+    assert torch.equal(adv2, adv) and not ok2.any() and (l2 > 2 / 255 * 192 ** 0.5).all()
+    k = int(l2.argmin())                                           # a budget just above one example's L2 admits that one only
+    _, ok3 = run_attack('boundary', m, x, y, steps=30, l2_budget=float(l2[k]))
+    assert ok3[k] and ok3.sum() == (l2 <= l2[k] * (1 + 1e-6)).sum()
+    adv, ok = run_attack('boundary', m, x[:2], y[:2], steps=30, l2_budget=100.)   # no other class in the batch: reported as failed
     assert not ok.any() and torch.equal(adv, x[:2])
 
 # ---------------------------------------------------------------- cross-checks with torchattacks
@@ -314,7 +320,8 @@ def test_victim_trains_caches_and_reports(victim, victim_dir):
     assert sum(meta['n'].values()) == 48 and meta['n'] == {s: len(get_dataset('synthetic', s, img_size=32, n=48)) for s in ('train', 'valid', 'test')}
     assert meta['config']['clahe'] == repr(CLAHE()) and meta['classes'] == ['normal', 'opacity']
     files = sorted(p.name for p in (victim_dir / 'victims').iterdir())
-    assert files == [f"{meta['key']}.json", f"{meta['key']}.pt"]                 # no temporary leftovers
+    k = meta['key']                                                             # entry, checksum records, lock; no temporary leftovers
+    assert files == [f"{k}.json", f"{k}.json.sha256", f"{k}.pt", f"{k}.pt.lock", f"{k}.pt.sha256"], files
     sd = torch.load(victim_dir / 'victims' / f"{meta['key']}.pt", weights_only=True)
     assert set(sd) == set(victim.state_dict())
     again = train_victim(cache_dir=victim_dir, **SMALL)

@@ -77,12 +77,16 @@ def test_tiny_run_end_to_end(tmp_path, capsys):
     lines = [l for l in printed.out.splitlines() if l.startswith(PROGRESS)]
     for stage in STAGES: assert any(f'done: {stage}' in l for l in lines), (stage, lines)     # one line per stage, in order
     assert [int(re.search(r' (\d+)/13 stages', l).group(1)) for l in lines] == sorted(int(re.search(r' (\d+)/13 stages', l).group(1)) for l in lines)
-    assert 'images attacked' in printed.out and 'detectors: 2/2 fitted' in printed.out and re.search(r'\d+ tables written', printed.out)
+    assert 'images attacked' in printed.out and re.search(r'\d+ tables written', printed.out)
+    for src in ('backbone', 'victim'): assert f'detectors ({src} features): 2/2 fitted' in printed.out, src
     assert all(re.search(r'\d\d:\d\d elapsed, ~(\d\d:\d\d|\?) left', l) for l in lines), lines
     assert not re.search(r'warn', printed.out + printed.err, re.I), printed
     pipe = DetectionPipeline.load(out / 'detector.pt')       # the best detector, with the run's extractor and CLAHE setting
-    assert pipe.detector.name == 'drsn_tvl' and pipe.img_size == 32 and pipe.clahe is False and pipe.threshold is not None
-    assert pipe.backbone == 'tf_efficientnet_lite0'
+    src, best = re.search(r'features: (\w+) \(of .*picked with (\w+) by validation AUROC', (out / 'table_6_7.md').read_text()).groups()
+    assert pipe.detector.name == best in ('drsn_tvl', 'dnn') and src in ('backbone', 'victim'), (src, best)
+    assert pipe.img_size == 32 and pipe.clahe is False and pipe.threshold is not None
+    side = pd.read_csv(out / 'table_6_7_sources.csv', index_col=0)     # Tables 6-8 on both sources, beside the paper's accuracy
+    assert list(side.index) == ['drsn_tvl', 'dnn'] and {'backbone auroc', 'victim auroc', 'victim tpr_at_fpr'} <= set(side.columns)
     sc = pipe.score(torch.rand(3, 3, 32, 32))
     assert len(sc) == 3 and sc['p_adversarial'].between(0, 1).all()
     files = {p.name for p in out.iterdir()}
@@ -90,9 +94,10 @@ def test_tiny_run_end_to_end(tmp_path, capsys):
         assert f'{t}.csv' in files and f'{t}.md' in files, t
     for f in ('examples', 'roc', 'confusion', 'confusion_identify', 'eps_sweep', 'adaptive'): assert f'{f}.png' in files, f
     st = pd.read_csv(out / 'table_beyond_static.csv', index_col=0)
-    assert list(st.index) == ['drsn_tvl', 'mahalanobis', 'dfeat'] and 'all auroc' in st.columns
+    mine = [best] + (['drsn_tvl'] if best != 'drsn_tvl' else [])                  # the best, and the paper's detector beside it
+    assert list(st.index) == mine + ['mahalanobis', 'dfeat'] and 'all auroc' in st.columns
     ad = pd.read_csv(out / 'table_beyond_adaptive.csv')
-    assert set(ad['attack']) == {'static pgd', 'adaptive pgd'} and set(ad['detector']) == {'drsn_tvl', 'mahalanobis', 'dfeat'}
+    assert set(ad['attack']) == {'static pgd', 'adaptive pgd'} and set(ad['detector']) == {*mine, 'mahalanobis', 'dfeat'}
     # evading both = fooling the victim and not being detected: evades_both = attack_success × (1 - detected), in %
     ok = ad['attack_success'] > 0
     assert (abs(ad['evades_both'][ok] - ad['attack_success'][ok] * (100 - ad['detected'][ok]) / 100) < 0.15).all(), ad
@@ -159,7 +164,7 @@ def test_cli_run_shows_progress_saves_detector_and_opens_with_summary(cli_run):
     streams = [o for c in nb['cells'] for o in c.get('outputs', []) if o.get('output_type') == 'stream']
     assert any(PROGRESS in ''.join(o['text']) and 'done: eps sweep' in ''.join(o['text']) for o in streams if o['name'] == 'stdout')
     assert not [o for o in streams if o['name'] == 'stderr'], [''.join(o['text'])[:300] for o in streams if o['name'] == 'stderr']
-    assert DetectionPipeline.load(out / 'detector.pt').detector.name == 'drsn_tvl'
+    assert DetectionPipeline.load(out / 'detector.pt').detector.name in ('drsn_tvl', 'dnn')
 
 def test_cli_run_prints_no_library_warnings(cli_run):
     r, _ = cli_run

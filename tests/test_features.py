@@ -289,3 +289,83 @@ def test_torchrun_two_processes_equals_single_process(tmp_path, monkeypatch):
     ddp = load_features(tmp_path / 'ddp', verify='full')
     assert len(ddp.manifest['shards']) == 3 and ddp.manifest == one.manifest
     assert files(tmp_path / 'ddp') == files(tmp_path / 'single')
+
+
+# ---- feature sources: the victim's own maps (issue 14)
+@pytest.fixture(scope='module')
+def tiny_victim():
+    "A randomly initialised lite0 victim with 3 classes (the Victim module: normalisation inside, [0,1] pixels in)."
+    from drsn_tvl.victim import Victim
+    torch.manual_seed(0)
+    return Victim('tf_efficientnet_lite0', 3, pretrained=False).eval()
+
+
+def vcfg(**kw):
+    return FeatureConfig.from_settings(**{'feature_source': 'victim', 'victim_grid': 4, 'victim_layers': ['stages', 'logits'], **kw})
+
+
+@pytest.mark.parametrize('grid', [1, 2, 4])
+def test_victim_source_shapes(tiny_victim, grid):
+    "Every stage map pooled (or resized: stage4 is 1×1 at 32 px) to grid×grid, concatenated, the logits broadcast: N×C×g×g."
+    from drsn_tvl.features import extractor_maps
+    sx = create_extractor(cfg=vcfg(victim_grid=grid), victim=tiny_victim)
+    x = torch.rand(3, 3, 32, 32)
+    m = extractor_maps(sx, x)
+    assert tuple(m.shape) == (3, 16 + 24 + 40 + 112 + 320 + 3, grid, grid) == (3, *sx.shapes((32, 32))['map'])
+    with torch.no_grad(): z = tiny_victim(x)
+    assert torch.allclose(m[:, -3:, -1, 0], z.half().float(), atol=1e-6)                     # logits as constant channels
+    both = create_extractor('tf_efficientnet_lite0', cfg=vcfg(victim_grid=grid), source='both', victim=tiny_victim)
+    mb = extractor_maps(both, x)
+    assert tuple(mb.shape) == (3, 1280 + m.shape[1], grid, grid) and torch.equal(mb[:, 1280:], m)   # backbone first, then the victim
+    only = create_extractor(cfg=vcfg(victim_layers=['final', 'logits']), victim=tiny_victim)
+    assert only.shapes((32, 32))['map'] == (1280 + 3, 4, 4)                                  # the victim's last map (its penultimate)
+
+
+def test_victim_source_gradients_flow(tiny_victim):
+    "extractor_maps(grad=True): the straight-through fp16 rounding keeps the gradient to the pixels (the adaptive attacker's need)."
+    from drsn_tvl.features import extractor_maps
+    for src in ('victim', 'both'):
+        sx = create_extractor('tf_efficientnet_lite0', cfg=vcfg(), source=src, victim=tiny_victim)
+        x = torch.rand(2, 3, 32, 32, requires_grad=True)
+        m = extractor_maps(sx, x, grad=True)
+        assert m.requires_grad and torch.equal(m.detach(), extractor_maps(sx, x.detach()))
+        m.pow(2).sum().backward()
+        assert x.grad is not None and x.grad.abs().sum() > 0 and torch.isfinite(x.grad).all()
+    assert not tiny_victim.training
+
+
+def test_victim_source_cache_key_covers_victim_weights(arrays, tiny_victim, tmp_path):
+    "The same victim reuses its cache; a victim with other weights (one bias changed) gets another key and folder."
+    from drsn_tvl.victim import Victim
+    ds, u8, lab = arrays
+    sub = (u8[:6], lab[:6])
+    a = extract_features(sub, victim=tiny_victim, cfg=vcfg(), cache_dir=tmp_path, **KW)
+    assert a.manifest['feature_source'] == 'victim' and a.maps.shape == (6, 515, 4, 4)
+    b = extract_features(sub, extractor=create_extractor(cfg=vcfg(), victim=tiny_victim), cache_dir=tmp_path, **KW)
+    assert b.key == a.key and b.path == a.path
+    other = Victim('tf_efficientnet_lite0', 3, pretrained=False).eval()
+    other.load_state_dict(tiny_victim.state_dict())
+    with torch.no_grad(): other.head[1].bias.add_(1e-3)
+    c = extract_features(sub, victim=other, cfg=vcfg(), cache_dir=tmp_path, **KW)
+    assert c.key != a.key and c.path != a.path
+    g = extract_features(sub, victim=tiny_victim, cfg=vcfg(victim_grid=2), cache_dir=tmp_path, **KW)
+    assert g.key != a.key and g.maps.shape == (6, 515, 2, 2)
+    # the paper's backbone caches keep their keys: no source fields in their metadata
+    fb = extract_features(sub, 'tf_efficientnet_lite0', layer='stage2', cache_dir=tmp_path, **KW)
+    assert 'feature_source' not in fb.manifest
+
+
+def test_bad_feature_source_errors(tiny_victim, monkeypatch):
+    "A bad feature_source names the key and the valid values; 'victim' without a victim says to pass victim=."
+    with pytest.raises(FeatureError, match=r"\[features\] feature_source must be one of backbone, victim, both, got 'victm'"):
+        FeatureConfig.from_settings(feature_source='victm')
+    monkeypatch.setenv('DRSN_TVL_FEATURE_SOURCE', 'imagenet')
+    with pytest.raises(FeatureError, match="feature_source must be one of backbone, victim, both, got 'imagenet'"):
+        FeatureConfig.from_settings()
+    monkeypatch.delenv('DRSN_TVL_FEATURE_SOURCE')
+    with pytest.raises(FeatureError, match='pass victim='): create_extractor(cfg=vcfg())
+    with pytest.raises(FeatureError, match='pass victim='): extract_features(torch.rand(2, 3, 32, 32), cfg=vcfg(), progress=False)
+    with pytest.raises(FeatureError, match="unknown tap 'stage7'"): create_extractor(cfg=vcfg(victim_layers=['stage7']), victim=tiny_victim)
+    with pytest.raises(FeatureError, match='victim_grid must be >= 1'): vcfg(victim_grid=0)
+    with pytest.raises(ValueError, match='not both'):
+        extract_features(torch.rand(2, 3, 32, 32), extractor=create_extractor(cfg=vcfg(), victim=tiny_victim), victim=tiny_victim)

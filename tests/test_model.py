@@ -461,3 +461,28 @@ def test_files_saved_before_the_config_still_load(tmp_path):
     back = load_detector(tmp_path / 'old.pt')
     assert back.config() == old
     assert all(torch.equal(v, d.state_dict()[k]) for k, v in back.state_dict().items())
+
+
+# ---- detectors on the victim's own maps (issue 14)
+def test_pipeline_on_victim_source_saves_the_victim(tmp_path):
+    "A DetectionPipeline on feature_source='victim' / 'both' maps: differentiable through the victim, saved with its weights, reloaded equal."
+    from drsn_tvl.victim import Victim
+    from drsn_tvl.features import FeatureConfig, create_extractor
+    from drsn_tvl.model import DetectionPipeline, image_feature_maps
+    torch.manual_seed(0)
+    vic = Victim('tf_efficientnet_lite0', 2, pretrained=False).eval()
+    g = torch.Generator().manual_seed(0)
+    xi = torch.rand(24, 3, 32, 32, generator=g); xa = (xi + 0.3 * torch.randn(xi.shape, generator=g)).clamp(0, 1)
+    for src in ('victim', 'both'):
+        sx = create_extractor('tf_efficientnet_lite0', cfg=FeatureConfig.from_settings(feature_source=src, victim_grid=2), victim=vic)
+        fm = lambda x: image_feature_maps(x, sx, 32, clahe=False)
+        ds = make_detection_set(fm(xi), fm(xa), ['noise'] * len(xi))
+        for name in ('drsn_tvl', 'dnn'):                                     # every detector reads these maps unchanged
+            det = fit_detector(name, ds, ds, epochs=1, progress=False, seed=0, arch=SMALL if name == 'drsn_tvl' else None)
+            pl = DetectionPipeline(det, extractor=sx, clahe=False, img_size=32)
+            xg = xa[:2].clone().requires_grad_(True)
+            pl.logit(xg).sum().backward()
+            assert xg.grad.abs().sum() > 0
+            back = DetectionPipeline.load(pl.save(tmp_path / f'{src}-{name}.pt'))
+            assert back.config()['feature_source'] == src and back.extractor.kind == src
+            assert np.allclose(back.p_adversarial(xa), pl.p_adversarial(xa), atol=1e-6)

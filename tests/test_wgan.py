@@ -10,7 +10,7 @@ from torch import nn
 
 from drsn_tvl.data import get_splits
 from drsn_tvl.core import seed_everything, get_settings
-from drsn_tvl.wgan import augment, AdvGAN, ARCHS, GAN_VARIANTS, GANConfig, PerturbationGenerator, Critic, as_tensors, to_float, train_generator, find_generator, gan_config, read_checkpoint, _TRAINED, margin_loss
+from drsn_tvl.wgan import NOISES, GeneratorNotFound, check_trained, critic_report, round_to_8bit, augment, AdvGAN, ARCHS, GAN_VARIANTS, GANConfig, PerturbationGenerator, Critic, as_tensors, to_float, train_generator, find_generator, gan_config, read_checkpoint, _TRAINED, margin_loss
 from drsn_tvl.core import GANError, model_fingerprint
 from drsn_tvl.attacks import register_generator
 from drsn_tvl.attacks import run_attack, list_attacks
@@ -89,7 +89,7 @@ def _legacy_config(variant, **overrides):
                   seed='seed', round_8bit='round_8bit', augment='gen_augment')
     cfg = dict(variant=variant, arch=v.arch, loss=v.loss, **{k: s[key] for k, key in shared.items()},
                **{k: s[f'{v.recipe}_{k}'] for k in ('n_critic', 'lr_g', 'lr_d', 'betas')},
-               gp_weight=s.wgan_gp_weight if v.loss == 'wgan_gp' else 0., grey=None)
+               gp_weight=s.wgan_gp_weight if v.loss == 'wgan_gp' else 0., grey=None, param=s.gen_param)
     cfg.update({k: v for k, v in overrides.items() if v is not None})
     cfg['eps'] = float(cfg['eps']); cfg['betas'] = [float(b) for b in cfg['betas']]
     for k in ('epochs', 'batch_size', 'width', 'n_res', 'n_critic', 'seed'): cfg[k] = int(cfg[k])
@@ -136,12 +136,70 @@ def test_training_makes_an_attack(setup, variant):
     assert h[-1]['success'] > untrained + 0.1                                          # it learned to attack
     assert h[-1]['g_adv'] < h[0]['g_adv']
     assert all(r['linf'] <= 8/255 + 1e-6 for r in h)
+    assert_not_collapsed(gan, va[0])
     # critic steps per generator step: Adam's step counter of the critic
     d_steps = int(next(iter(gan.opt_d.state.values()))['step'])
     assert d_steps == gan.cfg.n_critic * gan.step
     # the victim is untouched
     assert all(torch.equal(before[k], v) for k, v in victim.state_dict().items())
     assert [p.requires_grad for p in victim.parameters()] == flags
+
+def assert_not_collapsed(gan, x):
+    "The saved (8-bit rounded) perturbation is not zero, and the generator's δ is not constant: not within one image, not across images."
+    d = (gan.attack(x) - to_float(x)).flatten(1)                  # what is saved: rounded, clipped
+    assert (d != 0).float().mean() > 0.2, f"{gan.variant}: δ rounds to zero on {(d == 0).float().mean():.0%} of the pixels"
+    d = gan.perturb(x).flatten(1)                                 # what the generator makes (before clipping to [0, 1])
+    assert d.std(1).min() > 0, f"{gan.variant}: some image gets a constant δ"
+    assert (d - d[:1]).abs().amax(1)[1:].max() > 0, f"{gan.variant}: every image gets the same δ"
+
+def test_collapse_check_fails_on_zero_and_constant_delta(setup):
+    "The check above is not vacuous: a generator whose δ is zero, or one constant value, fails it."
+    victim, tr, va = setup
+    for fill in (0., 1.):
+        gan = AdvGAN(victim, 32, 'wgan', **SMALL)
+        with torch.no_grad():
+            last = gan.G.body[-1]; last.weight.zero_(); last.bias.fill_(fill)
+        with pytest.raises(AssertionError): assert_not_collapsed(gan, va[0])
+
+@pytest.mark.parametrize('variant', ['wgan', 'gan', 'dcgan'])
+def test_small_budget_survives_rounding(setup, variant):
+    "At eps = 2/255 (two grey levels) the generator, trained through the rounding, delivers a δ that survives it and fools."
+    victim, tr, va = setup
+    kw = dict(SMALL, eps=2/255, width=WIDTH[variant])
+    gan = AdvGAN(victim, 32, variant, **kw).fit(tr, None, epochs=3, progress=False)
+    assert_not_collapsed(gan, va[0])
+    d = gan.attack(va[0]) - to_float(va[0])
+    assert torch.allclose(d * 255, (d * 255).round(), atol=1e-4) and d.abs().max() <= 2/255 + 1e-6   # on the grid, in budget
+    assert gan.evaluate(va)['success'] > AdvGAN(victim, 32, variant, **kw).evaluate(va)['success']
+
+def test_two_epochs_equal_one_plus_resumed_one(setup, tmp_path):
+    "Train 2 epochs, or 1 epoch, save, load in a new object and train 1 more: identical weights, optimiser states, history."
+    victim, tr, va = setup
+    kw = dict(SMALL, n_critic=2, augment=True)
+    ref = AdvGAN(victim, 32, 'wgan', **kw).fit(tr, va, epochs=2, progress=False)
+    AdvGAN(victim, 32, 'wgan', **kw).fit(tr, va, epochs=1, ckpt_dir=tmp_path, progress=False)
+    res = AdvGAN.load(tmp_path, victim)
+    assert res.epoch == 1
+    res.fit(tr, va, epochs=2, ckpt_dir=tmp_path, progress=False)
+    _same_state(res.G.state_dict(), ref.G.state_dict()); _same_state(res.D.state_dict(), ref.D.state_dict())
+    _same_state(res.opt_g.state_dict(), ref.opt_g.state_dict()); _same_state(res.opt_d.state_dict(), ref.opt_d.state_dict())
+    assert [{k: v for k, v in r.items() if k != 'time'} for r in res.history] == [{k: v for k, v in r.items() if k != 'time'} for r in ref.history]
+
+def test_critic_report_in_meta(setup, tmp_path):
+    "The end-of-training critic estimates (generator vs noise at the same L∞) are computed on held-out images and stored."
+    victim, tr, va = setup
+    g = train_generator(victim, tr, va, 'wgan', epochs=2, cache_dir=tmp_path, progress=False, **SMALL)
+    rep = g.meta['critic']
+    assert rep['estimate'] == 'wasserstein' and rep['n_images'] == len(va[1]) and rep['epoch'] == 2
+    assert all(np.isfinite(rep[k]) for k in ('generator', *NOISES))
+    assert json.loads((g.folder / 'meta.json').read_text())['critic'] == rep
+    assert read_checkpoint(g.folder)['meta']['critic'] == rep
+    _TRAINED.clear()
+    assert find_generator(victim, 'wgan', eps=8/255, img_size=32, cache_dir=tmp_path).meta['critic'] == rep   # survives loading
+    assert critic_report(g, va[0], seed=g.cfg.seed) == rep                                    # seeded
+    b = train_generator(victim, tr, va, 'gan', epochs=1, cache_dir=tmp_path, progress=False, **SMALL)
+    assert b.meta['critic']['estimate'] == 'logit_gap'
+    with pytest.raises(GANError, match='at least 2'): critic_report(g, va[0][:1])
 
 class Kill(Exception): pass
 
@@ -182,9 +240,14 @@ def test_registered_attacks(setup):
     _TRAINED.clear()                                                                   # found on disk too
     xa2, _ = run_attack('gan', victim, to_float(va[0]), va[1], eps=8/255, keep_grey=False)
     assert torch.allclose(xa2, xa, atol=1e-6)
-    with pytest.raises(FileNotFoundError): run_attack('gan', victim, to_float(va[0]), va[1], eps=4/255)   # other budget
+    with pytest.raises(GeneratorNotFound, match=r'there are: \[.eps=8/255 img_size=32'):                 # other budget: names what exists
+        run_attack('gan', victim, to_float(va[0]), va[1], eps=4/255)
+    with pytest.raises(GANError, match='img_size=48'): find_generator(victim, 'gan', eps=8/255, img_size=48)  # other size
     other = TinyCNN().eval()
-    with pytest.raises(FileNotFoundError): find_generator(other, 'gan', eps=8/255, img_size=32)       # other victim
+    with pytest.raises(GANError, match='other victims: 1'): find_generator(other, 'gan', eps=8/255, img_size=32)   # other victim
+    with pytest.raises(GANError, match='untrained'): register_generator(AdvGAN(victim, 32, 'gan', **SMALL))   # epoch 0
+    _TRAINED[(gan.victim_fp, 'gan', round(8/255, 10), 32)] = AdvGAN(victim, 32, 'gan', **SMALL)
+    with pytest.raises(GANError, match='untrained'): run_attack('gan', victim, to_float(va[0]), va[1], eps=8/255, keep_grey=False)
     register_generator(gan)
     assert find_generator(victim, 'gan', eps=8/255, img_size=32) is gan
 
@@ -198,8 +261,12 @@ def test_checkpoint_refuses_another_victim(setup, tmp_path):
 
 def test_bad_input(setup):
     victim, tr, va = setup
-    for eps in (0, -2/255, 1.0):
-        with pytest.raises(GANError, match='eps'): AdvGAN(victim, 32, 'wgan', eps=eps)
+    for eps in (0, -2/255, 1.5, float('nan')):
+        with pytest.raises(GANError, match=r'eps'): AdvGAN(victim, 32, 'wgan', eps=eps)
+    assert AdvGAN(victim, 32, 'wgan', eps=1).eps == 1.0                          # (0, 1]: the whole range is a budget
+    with pytest.raises(GANError, match='at least 2 images, got 0'):             # an empty training set
+        train_generator(victim, (tr[0][:0], tr[1][:0]), None, 'wgan', progress=False, **SMALL)
+    with pytest.raises(GANError, match='gen_param'): AdvGAN(victim, 32, 'wgan', param='relu')
     with pytest.raises(ValueError, match='eps'): run_attack('wgan', victim, to_float(va[0]), va[1], eps=0)
     victim.train()
     try:
