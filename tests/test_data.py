@@ -222,7 +222,7 @@ def test_load_arrays_cache_atomic(tmp_path):
     ds = get_dataset('synthetic', 'test', img_size=16)
     x, y = load_arrays(ds, cache_dir=tmp_path, progress=False)
     files = list(tmp_path.rglob('*'))
-    assert [f.suffix for f in files if f.is_file()] == ['.npz'] and x.dtype == np.uint8
+    assert sorted(f.suffix for f in files if f.is_file()) == ['.lock', '.npz', '.sha256'] and x.dtype == np.uint8   # entry, record, lock: no temp file
     assert x.shape == (len(ds), 16, 16, 3)
 
 # ---- the `folder` entry: one's own images, as class sub-folders or a CSV of path,label[,patient]

@@ -31,7 +31,8 @@ def lite():
 
 
 def files(d):
-    return {p.name: p.read_bytes() for p in sorted(Path(d).iterdir())}
+    "The cache folder's files and bytes; the empty lock file of a single-process run (`core.file_lock`) aside."
+    return {p.name: p.read_bytes() for p in sorted(Path(d).iterdir()) if not p.name.endswith('.lock')}
 
 
 class Stop(Exception):
