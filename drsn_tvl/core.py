@@ -21,8 +21,8 @@ __all__ = ['SETTINGS_ENV', 'SECTIONS', 'SUM_SUFFIX', 'parse_value', 'settings_pa
            'get_settings', 'StageConfig', 'seed_everything', 'stage_seed', 'DataError', 'DataNotFound', 'AttackError',
            'GANError', 'FeatureError', 'ImageSizeError', 'CacheMismatch', 'CorruptCache', 'atomic_write',
            'settings_hash', 'UnsafeFile', 'safe_load', 'CorruptFile', 'file_sha256', 'write_checked', 'check_file',
-           'file_lock', 'cached_entry', 'read_json', 'model_fingerprint', 'data_fingerprint', 'is_grey', 'project_linf',
-           'to_8bit', 'device_of', 'check_images']
+           'file_lock', 'drop_entry', 'cached_entry', 'read_json', 'model_fingerprint', 'data_fingerprint', 'is_grey',
+           'project_linf', 'to_8bit', 'device_of', 'check_images']
 
 # %% ../nbs/00_core.ipynb #19324b4e
 _BOOLS = {'true': True, 'yes': True, 'on': True, 'false': False, 'no': False, 'off': False}
@@ -296,7 +296,8 @@ def file_lock(path):
 
 
 # %% ../nbs/00_core.ipynb #0645e9af
-def _drop(path):
+def drop_entry(path):
+    "Delete a cache file and its checksum record (missing ones are fine)."
     for p in (Path(path), _sum_path(path)):
         if p.exists(): p.unlink()
 
@@ -307,7 +308,7 @@ def cached_entry(path, compute, save, load, what: str = 'cache entry'):
         if not path.exists(): return _MISSING
         try: return load(check_file(path, what))
         except CorruptFile as e:
-            warnings.warn(f"{e}. Recomputing it.", stacklevel=3); _drop(path); return _MISSING
+            warnings.warn(f"{e}. Recomputing it.", stacklevel=3); drop_entry(path); return _MISSING
     if (v := read()) is not _MISSING: return v
     with file_lock(path):
         if (v := read()) is not _MISSING: return v           # another process finished it while this one waited

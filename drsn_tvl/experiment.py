@@ -669,10 +669,8 @@ def run_eps_sweep(r: Run, ctx: dict):
 
 # %% ../nbs/09_experiments.ipynb #13e87aef
 def _portable(path):
-    "A path as results.json records it: relative to the working folder when inside it, else its last component (no machine paths)."
-    if path is None: return None
-    p, cwd = Path(path).expanduser().resolve(), Path.cwd().resolve()
-    return str(p.relative_to(cwd)) if p.is_relative_to(cwd) else p.name
+    "A path as results.json and report.md record it: relative to the working folder (`../shared/data`), never the machine's absolute path."
+    return None if path is None else os.path.relpath(Path(path).expanduser().resolve(), Path.cwd().resolve())
 
 def finish_run(r: Run) -> dict:
     "The paper's own tables beside ours, `stage_seconds`, `results.json`, `summary.md` and `report.md` (which opens with the summary); returns the tables."
@@ -683,11 +681,12 @@ def finish_run(r: Run) -> dict:
     if bad: r.emit('skipped_images', pd.DataFrame(bad).set_index('split'),
                    f"{len(bad)} unreadable image(s) left out of {r.p['dataset']} (on_bad_image = skip)")
     r.emit('stage_seconds', pd.DataFrame([r.times]), 'wall-clock seconds per stage of this run (includes cache hits)')
-    res = dict(params={**r.p, **{k: _portable(r.p.get(k)) for k in ('out_dir', 'data_root', 'root')}}, tables={k: json.loads(v.reset_index().to_json(orient='records')) for k, v in r.tables.items()}, seconds=r.times)
+    params = {**r.p, 'out_dir': r.out.name, **{k: _portable(r.p.get(k)) for k in ('data_root', 'root')}}    # no machine paths in the records
+    res = dict(params=params, tables={k: json.loads(v.reset_index().to_json(orient='records')) for k, v in r.tables.items()}, seconds=r.times)
     atomic_write(r.out / 'results.json', lambda f: Path(f).write_text(json.dumps(res, indent=1, default=str)))
     summary = summary_md(r.p, r.tables, r.figs, r.victim_accuracy, r.best, r.source)
     atomic_write(r.out / 'summary.md', lambda f: Path(f).write_text(summary))
-    write_report(r.out, r.p, r.tables, r.figs, summary)
+    write_report(r.out, params, r.tables, r.figs, summary)
     if r.show:
         from IPython.display import display, Markdown; display(Markdown(summary))
     r.say(f"finished; report: {r.out / 'report.md'} (tables as CSV/Markdown, figures as PNG, detector.pt in {r.out})")

@@ -17,7 +17,7 @@ import timm
 import torch
 from torch import nn
 
-from .core import (SUM_SUFFIX, CorruptFile, StageConfig, atomic_write, check_file, device_of, file_lock, read_json,
+from .core import (CorruptFile, StageConfig, atomic_write, check_file, device_of, drop_entry, file_lock, read_json,
                            safe_load, seed_everything, settings_hash, write_checked)
 from .data import get_splits, load_arrays
 from .clahe import CLAHE
@@ -238,8 +238,7 @@ def _cached_victim(pt):
     try: return load_victim(pt, checked=True)
     except CorruptFile as e:
         warnings.warn(f"{e}. Retraining the victim.", stacklevel=3)
-        for p in (pt, pt.with_suffix('.json')):
-            for q in (p, p.with_name(p.name + SUM_SUFFIX)): q.unlink(missing_ok=True)
+        for p in (pt, pt.with_suffix('.json')): drop_entry(p)
         return None
 
 def _fit_victim(cfg, rec, key, splits, arrays, pt, js, cache, progress) -> Victim:
