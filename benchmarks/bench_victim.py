@@ -5,9 +5,11 @@ weights shipped on PyPI, on CLAHE images, and prints training seconds and test a
 PneumoniaMNIST is compared with MedMNIST v2's ResNet-18 (28 px, trained from scratch): 85.4 % test accuracy.
 Prints figures; asserts nothing.
 
-    .venv/bin/python benchmarks/bench_victim.py [--only eye,nih,nih-long,pneumonia,pneumonia64] [--epochs 3] [--force] [--threads 1]
+    .venv/bin/python benchmarks/bench_victim.py [--only eye,nih,nih-long,pneumonia,pneumonia64] [--epochs 3] [--force] [--threads 1] [--device auto]
+
+Under `torchrun --nproc-per-node K` the victims train data-parallel (fastai DDP); only rank 0 prints.
 """
-import argparse, os, time, warnings
+import argparse, os, sys, time, warnings
 
 import torch
 
@@ -30,7 +32,10 @@ def main():
     ap.add_argument('--lr', type=float, default=None); ap.add_argument('--backbone', default=None)
     ap.add_argument('--data-root', default=None); ap.add_argument('--force', action='store_true')
     ap.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: torch\'s own choice)')
+    ap.add_argument('--device', default=None, help='auto, cpu, cuda or mps (default: the device setting)')
     a = ap.parse_args()
+    from drsn_tvl.core import dist_env
+    if dist_env()[0] != 0: sys.stdout = open(os.devnull, 'w')                # torchrun: rank 0 prints
     if a.threads: torch.set_num_threads(a.threads)
     warnings.filterwarnings('ignore')
     s = get_settings()
@@ -40,7 +45,7 @@ def main():
         ds, size, kw, over, ref = RUNS[name]
         t0 = time.time()
         v = train_victim(dataset=ds, img_size=size, epochs=a.epochs or over.get('epochs'), lr=a.lr or over.get('lr'),
-                         backbone=a.backbone, data_root=a.data_root, force=a.force, progress=False, **kw)
+                         backbone=a.backbone, data_root=a.data_root, force=a.force, progress=False, device=a.device, **kw)
         wall = time.time() - t0
         m, t = v.meta, v.meta['test']
         c = m['config']

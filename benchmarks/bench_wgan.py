@@ -11,7 +11,11 @@ images/s (one generator forward pass vs PGD's 10 gradient steps, same victim, sa
 the generator's training cost (seconds, epochs, images).
 
     .venv/bin/python benchmarks/bench_wgan.py [--dataset synthetic|eye-diseases|nih-chestxray14] [--data-root ../shared/data]
-        [--variants wgan,gan,dcgan] [--eps 2/255,8/255] [--epochs 10] [--max-images 200] [--max-test 300] [--threads 2] [--json F]
+        [--variants wgan,gan,dcgan] [--eps 2/255,8/255] [--epochs 10] [--max-images 200] [--max-test 300] [--max-valid 200] [--threads 2] [--json F]
+        [--set inputs=image,universal=true,kappa=5]   (generator config overrides, `train_generator` keywords; `;` separates
+                                                        several configs, each trained and reported: --set 'inputs=image;inputs=image+grad')
+Fooling rates are given on the test split and on the generator's own training images (train_success; PGD-10's too), so
+memorisation shows as the gap between the two.
 Prints figures; asserts nothing.
 """
 import argparse, json, time
@@ -54,48 +58,57 @@ def main():
     ap.add_argument('--epochs', type=int, default=None, help='generator epochs (default: the gen_epochs setting)')
     ap.add_argument('--max-images', type=int, default=200, help='generator training images (seeded subset of train; 0: all)')
     ap.add_argument('--max-test', type=int, default=300)
+    ap.add_argument('--max-valid', type=int, default=200, help='validation images (evaluated every epoch; seeded subset; 0: all)')
     ap.add_argument('--speed-images', type=int, default=64, help='images timed per attack (batch 32)')
     ap.add_argument('--threads', type=int, default=None)
     ap.add_argument('--json', default=None, help='also write the rows to this file')
+    ap.add_argument('--set', default='', help="generator config overrides k=v,k=v; ';' separates configs (default: the settings)")
     a = ap.parse_args()
     if a.threads: torch.set_num_threads(a.threads)
     t = time.perf_counter()
     victim = train_victim(a.dataset, data_root=a.data_root, progress=False, **VICTIMS[a.dataset])
     sp = victim_splits(victim.meta['config'])
     tr, va, te = (as_tensors(sp[k]) for k in ('train', 'valid', 'test'))
-    tr = subset(*tr, a.max_images); te = subset(*te, a.max_test, seed=1)
+    tr = subset(*tr, a.max_images); te = subset(*te, a.max_test, seed=1); va = subset(*va, a.max_valid, seed=2)
     x, y = to_float(te[0]), te[1]
     with torch.no_grad(): correct = torch.cat([victim(b).argmax(1) for b in x.split(64)]) == y
     print(f"== {a.dataset} {x.shape[-1]}px, victim {victim.arch} ({time.perf_counter() - t:.0f}s, cached if ~0): generator train "
           f"{len(tr[1])} images, valid {len(va[1])}, test {len(y)} ({int(correct.sum())} correctly classified); torch threads "
           f"{torch.get_num_threads()}", flush=True)
     xs, ys = x[:a.speed_images], y[:a.speed_images]
+    xt, yt = to_float(tr[0]), tr[1]
+    with torch.no_grad(): correct_t = torch.cat([victim(b).argmax(1) for b in xt.split(64)]) == yt
+    configs = [{k.strip(): parse_value(v) for k, v in (kv.split('=', 1) for kv in c.split(',') if kv.strip())} for c in a.set.split(';')]
     rows = []
     for eps in [float(parse_value(e)) for e in a.eps.split(',')]:
         def fooled(name):
             torch.manual_seed(0)
             xa, ok = run_attack(name, victim, x, y, eps=eps)
             d = (xa - x)[correct].flatten(1)
-            return dict(success=(ok & correct).sum().item() / max(int(correct.sum()), 1), linf=d.abs().amax(1).mean().item() * 255,
+            torch.manual_seed(0)
+            _, okt = run_attack(name, victim, xt, yt, eps=eps)
+            return dict(success=(ok & correct).sum().item() / max(int(correct.sum()), 1),
+                        train_success=(okt & correct_t).sum().item() / max(int(correct_t.sum()), 1), linf=d.abs().amax(1).mean().item() * 255,
                         l2=d.norm(dim=1).mean().item() * 255, zero=(d == 0).float().mean().item())
         pgd = dict(attack='pgd-10', eps=round(eps * 255, 3), **fooled('pgd'),
                    img_per_s=rate(lambda b: run_attack('pgd', victim, b, ys[:len(b)], eps=eps), xs, reps=1))
         rows.append(pgd)
-        for v in a.variants.split(','):
+        for v, ov in ((v, ov) for ov in configs for v in a.variants.split(',')):
             t = time.perf_counter()
-            gan = train_generator(victim, tr, va, v, epochs=a.epochs, eps=eps, progress=False)
+            gan = train_generator(victim, tr, va, v, epochs=a.epochs, eps=eps, progress=False, **ov)
             wall = time.perf_counter() - t
             ips = rate(lambda b: run_attack(v, victim, b, ys[:len(b)], eps=eps), xs, reps=2)
             c = gan.meta.get('critic', {})
-            rows.append(dict(attack=v, eps=round(eps * 255, 3), **fooled(v), img_per_s=ips, speedup=ips / pgd['img_per_s'],
+            rows.append(dict(attack=v, eps=round(eps * 255, 3), gen=f"{gan.cfg.inputs}{'+univ' if gan.cfg.universal else ''}"
+                             + ''.join(f",{k}={w}" for k, w in ov.items() if k not in ('inputs', 'universal')), **fooled(v), img_per_s=ips, speedup=ips / pgd['img_per_s'],
                              train_s=sum(r['time'] for r in gan.history), epochs=gan.epoch, train_images=len(tr[1]),
                              wall_this_run=wall, critic_gen=c.get('generator'), critic_uniform=c.get('uniform'),
                              critic_gaussian=c.get('gaussian'), critic_sign=c.get('sign')))
-            print(f"   eps {eps * 255:.3g}/255 {v}: valid success by epoch {[round(r.get('success', float('nan')), 3) for r in gan.history]}", flush=True)
+            print(f"   eps {eps * 255:.3g}/255 {v} {ov}: valid success by epoch {[round(r.get('success', float('nan')), 3) for r in gan.history]}", flush=True)
     import pandas as pd
     df = pd.DataFrame(rows)
     print(df.to_string(index=False, float_format=lambda f: f'{f:.3f}'))
-    print("success: fooled among the correctly classified test images, after 8-bit rounding; linf/l2 in grey levels; zero: share of "
+    print("success / train_success: fooled among the correctly classified test / generator-training images, after 8-bit rounding; linf/l2 in grey levels; zero: share of "
           "perturbation values that are 0 after rounding; critic_*: E[D(clean)] - E[D(x')] on the valid split (Wasserstein estimate for "
           "wgan, logit gap for gan/dcgan; smaller = closer to clean); speedup: generator img/s over PGD-10 img/s")
     if a.json:

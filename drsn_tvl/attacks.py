@@ -6,7 +6,7 @@ Docs: https://drsn-tvl.github.io/drsn_tvl/attacks.html.md"""
 
 # %% ../nbs/05_attacks.ipynb #80261b2a
 from __future__ import annotations
-import inspect, json, time, warnings
+import contextlib, inspect, json, time, warnings
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Callable, ClassVar
@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .core import (AttackError, GANError, StageConfig, atomic_write, cached_entry, check_images, device_of, is_grey, model_fingerprint, safe_load,
-                           project_linf, settings_hash, to_8bit)
+from .core import (DEVICES, AttackError, GANError, StageConfig, atomic_write, barrier, cached_entry, check_images, device_of, init_distributed,
+                           is_grey, model_fingerprint, resolve_device, safe_load, project_linf, settings_hash, to_8bit)
 from .data import SPLITS, get_dataset, load_arrays
 from .clahe import CLAHE, clahe_tensor
 from .wgan import AdvGAN, _TRAINED, _eval, find_generator, margin_loss
@@ -113,8 +113,10 @@ class AttackConfig(StageConfig):
     img_size: int
     clahe_stage: str
     cache_dir: str
+    device: str = 'auto'                # [data] device: where the builder runs the victim and the attacks (always in fp32)
 
     def check(self):
+        if str(self.device).lower() not in DEVICES: raise ValueError(f"setting [data] device = {self.device!r}: expected one of {', '.join(DEVICES)}")
         for k in ('cw_c', 'cw_kappa'):
             v = getattr(self, k)
             if isinstance(v, bool) or not isinstance(v, (int, float)): raise ValueError(f"setting [attack] {k}: expected a number, got {v!r}")
@@ -235,9 +237,13 @@ def perturbation_norms(clean: torch.Tensor, adv: torch.Tensor):
     return d.abs().amax(1) if d.shape[1] else d.sum(1), d.norm(dim=1)
 
 # %% ../nbs/05_attacks.ipynb #d12c0263
+def _fp32(dev: torch.device):
+    "Autocast switched off on `dev`: attacks and their success checks run in fp32 even inside a caller's mixed-precision block."
+    return torch.autocast(dev.type, enabled=False) if dev.type in ('cuda', 'cpu') else contextlib.nullcontext()
+
 def run_attack(name: str, model: nn.Module, images, labels, seed=None, round_8bit=None, fit_8bit=None, keep_grey=None,
-               cfg: AttackConfig | None = None, **params):
-    "Attack `images` ([0,1], N×C×H×W) with registered attack `name`; returns (adversarial images, success mask after 8-bit rounding). Keywords override `cfg` (default: `AttackConfig.from_settings()`)."
+               cfg: AttackConfig | None = None, return_pred: bool = False, **params):
+    "Attack `images` ([0,1], N×C×H×W) with registered attack `name`; returns (adversarial images, success mask after 8-bit rounding), computed in fp32, and with `return_pred` the victim's predictions on them (from the same forward pass). Keywords override `cfg` (default: `AttackConfig.from_settings()`)."
     spec = get_attack(name)
     images = check_images(images)
     labels = check_labels(labels, len(images))
@@ -248,29 +254,34 @@ def run_attack(name: str, model: nn.Module, images, labels, seed=None, round_8bi
     x, y = images.to(dev).contiguous(), labels.to(dev)        # contiguous: torchattacks' FAB .view()s the input gradient
     model.eval()
     try:
-        if len(x) == 0: return images.clone(), torch.zeros(0, dtype=torch.bool)
-        n_classes = check_logits(model, x, y)
-        extra = {k: v for k, v in dict(seed=seed, n_classes=n_classes).items() if k in inspect.signature(spec.fn).parameters}
-        grey = keep_grey and is_grey(x)
-        with torch.random.fork_rng(devices=[dev] if dev.type == 'cuda' else []):
-            torch.manual_seed(seed)
-            adv = spec.fn(GreyInput(model).eval() if grey else model, x, y, **params, **extra)
-        model.eval()                                # whatever the attack did to the mode (torchattacks restores .train())
-        if not torch.is_tensor(adv) or adv.shape != x.shape:
-            raise AttackError(f"attack {name!r} returned {getattr(adv, 'shape', type(adv))}, expected a tensor of shape {tuple(x.shape)}")
-        adv = adv.detach().to(x.dtype).clamp_(0, 1)
-        if grey: adv = adv.mean(1, keepdim=True).expand_as(adv).contiguous()
-        if round_8bit and fit_8bit and spec.minimal: adv, success = fit_to_grid(model, x, adv, y)
-        else:
-            if round_8bit: adv = to_8bit(adv)
-            if spec.project: adv = project_linf(adv, x, params['eps'], tol=1e-7)
-            with torch.no_grad(): success = model(adv).argmax(1) != y
-        if 'l2_budget' in params:      # an L2-budgeted attack: beyond its budget an example is not adversarial for this run
-            budget = float(params['l2_budget']) or float(cfg.eps) * x[0].numel() ** 0.5
-            success = success & (perturbation_norms(x, adv)[1] <= budget * (1 + 1e-6))
+        if len(x) == 0: return (images.clone(), torch.zeros(0, dtype=torch.bool)) + ((torch.zeros(0, dtype=torch.long),) if return_pred else ())
+        with _fp32(dev):
+            n_classes = check_logits(model, x, y)
+            extra = {k: v for k, v in dict(seed=seed, n_classes=n_classes).items() if k in inspect.signature(spec.fn).parameters}
+            grey = keep_grey and is_grey(x)
+            with torch.random.fork_rng(devices=[dev] if dev.type == 'cuda' else []):
+                torch.manual_seed(seed)
+                adv = spec.fn(GreyInput(model).eval() if grey else model, x, y, **params, **extra)
+            model.eval()                                # whatever the attack did to the mode (torchattacks restores .train())
+            if not torch.is_tensor(adv) or adv.shape != x.shape:
+                raise AttackError(f"attack {name!r} returned {getattr(adv, 'shape', type(adv))}, expected a tensor of shape {tuple(x.shape)}")
+            adv = adv.detach().to(x.dtype).clamp_(0, 1)
+            if grey: adv = adv.mean(1, keepdim=True).expand_as(adv).contiguous()
+            if round_8bit and fit_8bit and spec.minimal:
+                adv, success = fit_to_grid(model, x, adv, y)
+                if return_pred:
+                    with torch.no_grad(): pred = model(adv).argmax(1)
+            else:
+                if round_8bit: adv = to_8bit(adv)
+                if spec.project: adv = project_linf(adv, x, params['eps'], tol=1e-7)
+                with torch.no_grad(): pred = model(adv).argmax(1)
+                success = pred != y
+            if 'l2_budget' in params:      # an L2-budgeted attack: beyond its budget an example is not adversarial for this run
+                budget = float(params['l2_budget']) or float(cfg.eps) * x[0].numel() ** 0.5
+                success = success & (perturbation_norms(x, adv)[1] <= budget * (1 + 1e-6))
     finally:
         model.train(training)
-    return adv.to(images.device), success.cpu()
+    return (adv.to(images.device), success.cpu()) + ((pred.cpu(),) if return_pred else ())
 
 # %% ../nbs/05_attacks.ipynb #46160251
 @register_attack('fgsm', 'Linf', 'white-box gradient', 'torchattacks', settings={'eps': 'eps'})
@@ -584,15 +595,15 @@ def _split_images(dataset, split, img_size, clahe_stage, root, data_root, n_max,
 def build_adversarial_set(victim: nn.Module, split: str = 'test', attacks=None, dataset=None, only_successful=None,
                           clahe_stage=None, img_size=None, n_max=None, params=None, seed=None, round_8bit=None,
                           fit_8bit=None, keep_grey=None, batch_size=None, chunk_size=None, root=None, data_root=None, cache_dir=None, progress=True,
-                          cfg: AttackConfig | None = None, **ds_kwargs) -> AdversarialSet:
-    "Attack the correctly classified images of one split with each attack; cached per attack and chunk, resumable. Keywords, then the victim's own configuration, override `cfg` (default: `AttackConfig.from_settings()`)."
+                          device=None, cfg: AttackConfig | None = None, **ds_kwargs) -> AdversarialSet:
+    "Attack the correctly classified images of one split with each attack on `device` (the victim is moved there); cached per attack and chunk, resumable, data-parallel under torchrun (each rank its share of the chunks, every rank returns the merged set). Keywords, then the victim's own configuration, override `cfg` (default: `AttackConfig.from_settings()`)."
     from fastprogress.fastprogress import master_bar, progress_bar
     vcfg = getattr(victim, 'meta', {}).get('config', {}) if isinstance(getattr(victim, 'meta', None), dict) else {}
     cfg = (AttackConfig.from_settings() if cfg is None else cfg).replace(       # the one place the settings are read
         dataset=dataset or vcfg.get('dataset') or None, img_size=img_size or vcfg.get('img_size') or None,
         clahe_stage=clahe_stage or vcfg.get('clahe_stage') or None, attacks=attacks, only_successful=only_successful,
         round_8bit=round_8bit, fit_8bit=fit_8bit, keep_grey=keep_grey, seed=seed, attack_batch_size=batch_size,
-        attack_chunk_size=chunk_size, cache_dir=cache_dir)
+        attack_chunk_size=chunk_size, cache_dir=cache_dir, device=None if isinstance(device, torch.device) else device)
     dataset, img_size, clahe_stage = cfg.dataset, cfg.img_size, cfg.clahe_stage
     root = root if root is not None else vcfg.get('root')
     data_root = data_root if data_root is not None else vcfg.get('data_root')
@@ -609,8 +620,12 @@ def build_adversarial_set(victim: nn.Module, split: str = 'test', attacks=None, 
     resolved = {sp.name: sp.resolve(cfg, **params.get(sp.name, {})) for sp in specs}
     only_successful, round_8bit, fit_8bit, keep_grey = cfg.only_successful, cfg.round_8bit, cfg.fit_8bit, cfg.keep_grey
     seed, bs, cs = cfg.seed, cfg.attack_batch_size, cfg.attack_chunk_size
+    dev = device if isinstance(device, torch.device) else resolve_device(cfg.device)   # absent device: an error naming [data] device
+    rank, world = init_distributed(dev)
+    victim.to(dev)
 
-    ds, x_all, y_all, pos = _split_images(dataset, split, img_size, clahe_stage, root, data_root, n_max, seed, cfg.cache_dir, progress, ds_kwargs)
+    ds, x_all, y_all, pos = _split_images(dataset, split, img_size, clahe_stage, root, data_root, n_max, seed, cfg.cache_dir,
+                                          progress and rank == 0, ds_kwargs)
     base = settings_hash('adversarial', victim_key(victim), dataset, ds.root, ds_kwargs, split, img_size, clahe_stage,
                          repr(CLAHE()), n_max, seed, pos.tolist())
     folder = Path(cfg.cache_dir) / 'adversarial' / f'{dataset}-{split}-{base}'
@@ -618,34 +633,46 @@ def build_adversarial_set(victim: nn.Module, split: str = 'test', attacks=None, 
         ok = predict(victim, x_all.float() / 255, bs).argmax(1) == y_all
         return dict(index=torch.from_numpy(pos)[ok], labels=y_all[ok], x=x_all[ok], n_split=torch.tensor(len(pos)))
     save, load = (lambda v, p: torch.save(v, p)), (lambda p: safe_load(p, 'adversarial-set cache entry'))
-    c = cached_entry(folder / 'clean.pt', clean_entry, save, load, 'adversarial-set cache entry')   # checked on read, locked while made
+    clean = lambda: cached_entry(folder / 'clean.pt', clean_entry, save, load, 'adversarial-set cache entry')   # checked on read, locked while made
+    if rank == 0: c = clean()
+    barrier()                                   # rank 0 made (or checked) the clean entry; the other ranks read it
+    if rank != 0: c = clean()
     x, y, n = c['x'], c['labels'], len(c['labels'])
     clean_out = clahe_tensor(x.float() / 255) if (clahe_stage == 'after_attack' and n) else x.float() / 255
 
-    adv, success, preds, rows = {}, {}, {}, []
+    # the work: (attack, chunk) pairs in a fixed order; pair k belongs to rank k % world. A chunk's seed depends only on
+    # its position, so which rank computes it (and how many ranks there are) never changes its bytes.
     chunks = [(i, min(i + cs, n)) for i in range(0, n, cs)]
-    mb = master_bar(specs) if progress else specs
-    for spec in mb:
+    adirs = {}
+    for spec in specs:
         tok = spec.token(victim, img_size, **resolved[spec.name]) if spec.token else ''   # e.g. which trained generator
         akey = settings_hash(base, spec.name, resolved[spec.name], round_8bit, fit_8bit and spec.minimal, keep_grey, bs, cs, tok)
-        adir = folder / f'{spec.name}-{akey}'
-        parts = []
-        it = progress_bar(list(enumerate(chunks)), parent=mb, leave=False) if progress else enumerate(chunks)
-        for ci, (a, b) in it:
-            def chunk(a=a, b=b, ci=ci):
-                xa, ya, t0, outs = x[a:b].float() / 255, y[a:b], time.time(), []
-                for j in range(0, b - a, bs):
-                    outs.append(run_attack(spec.name, victim, xa[j:j + bs], ya[j:j + bs], seed=seed + ci * 10007 + j,
-                                           cfg=cfg, **resolved[spec.name]))
-                secs = time.time() - t0
-                xadv = torch.cat([o[0] for o in outs]); ok = torch.cat([o[1] for o in outs])
-                linf, l2 = perturbation_norms(xa, xadv)
-                p_adv = predict(victim, xadv, bs).argmax(1)
-                if clahe_stage == 'after_attack': xadv = clahe_tensor(xadv)
-                return dict(adv=_to_u8(xadv) if round_8bit or clahe_stage == 'after_attack' else xadv, success=ok, pred=p_adv,
-                            linf=linf, l2=l2, seconds=torch.tensor(secs, dtype=torch.float64))
-            parts.append(cached_entry(adir / f'chunk_{ci:05d}.pt', chunk, save, lambda p: safe_load(p, 'adversarial-set cache chunk'),
-                                      'adversarial-set cache chunk'))
+        adirs[spec.name] = folder / f'{spec.name}-{akey}'
+    def chunk_entry(spec, ci):
+        a, b = chunks[ci]
+        def chunk():
+            xa, ya, t0, outs = x[a:b].float() / 255, y[a:b], time.time(), []
+            for j in range(0, b - a, bs):
+                outs.append(run_attack(spec.name, victim, xa[j:j + bs], ya[j:j + bs], seed=seed + ci * 10007 + j,
+                                       cfg=cfg, return_pred=True, **resolved[spec.name]))      # pred: from the success check's forward
+            secs = time.time() - t0
+            xadv, ok, p_adv = (torch.cat([o[k] for o in outs]) for k in range(3))
+            linf, l2 = perturbation_norms(xa, xadv)
+            if clahe_stage == 'after_attack': xadv = clahe_tensor(xadv)
+            return dict(adv=_to_u8(xadv) if round_8bit or clahe_stage == 'after_attack' else xadv, success=ok, pred=p_adv,
+                        linf=linf, l2=l2, seconds=torch.tensor(secs, dtype=torch.float64))
+        return cached_entry(adirs[spec.name] / f'chunk_{ci:05d}.pt', chunk, save, lambda p: safe_load(p, 'adversarial-set cache chunk'),
+                            'adversarial-set cache chunk')
+    work = [(spec, ci) for spec in specs for ci in range(len(chunks))]
+    mine = work[rank::world]
+    it = progress_bar(mine, leave=False) if progress and rank == 0 and mine else mine
+    got = {(spec.name, ci): chunk_entry(spec, ci) for spec, ci in it}          # this rank's chunks: computed, or read (resumed)
+    barrier()                                   # every rank's chunks are on disk: each rank reads the others' (checked)
+
+    adv, success, preds, rows = {}, {}, {}, []
+    for spec in specs:
+        adir = adirs[spec.name]
+        parts = [got.get((spec.name, ci)) or chunk_entry(spec, ci) for ci in range(len(chunks))]
         cat = lambda k: torch.cat([p[k] for p in parts]) if parts else torch.zeros(0)
         adv[spec.name] = cat('adv') if parts else torch.zeros((0,) + tuple(x.shape[1:]), dtype=torch.uint8)
         success[spec.name] = cat('success').bool() if parts else torch.zeros(0, dtype=torch.bool)
@@ -663,7 +690,7 @@ def build_adversarial_set(victim: nn.Module, split: str = 'test', attacks=None, 
     stats = pd.DataFrame(rows)
     n_split = int(c['n_split'])
     stats.insert(1, 'clean_accuracy', n / n_split if n_split else float('nan'))
-    atomic_write(folder / 'stats.json', lambda p: Path(p).write_text(stats.to_json(orient='records', indent=1)))
+    if rank == 0: atomic_write(folder / 'stats.json', lambda p: Path(p).write_text(stats.to_json(orient='records', indent=1)))
     return AdversarialSet(dataset, split, list(ds.classes), c['index'].numpy(), y.numpy(), _to_u8(clean_out), adv, success, preds,
                           stats, n_split, only_successful, clahe_stage, str(folder))
 

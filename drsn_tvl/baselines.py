@@ -6,8 +6,9 @@ Docs: https://drsn-tvl.github.io/drsn_tvl/baselines.html.md"""
 
 # %% ../nbs/08_baselines.ipynb #34e5dc95
 from __future__ import annotations
-import math, warnings
+import contextlib, json, math, time, warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -20,10 +21,13 @@ from .core import FeatureError, StageConfig, check_images, seed_everything
 from .model import DETECTORS, DetectionPipeline, Detector, register_detector
 
 # %% auto #0
-__all__ = ['BASELINES', 'BaselineConfig', 'baseline_config', 'VictimMissing', 'last_linear', 'victim_layers', 'VictimTap',
-           'ClassicDetector', 'KDBU', 'lid', 'LID', 'Mahalanobis', 'bpda', 'bit_depth', 'median_filter', 'Squeeze',
-           'DFeat', 'LogReg', 'kd_bu', 'lid_detector', 'mahalanobis', 'mahalanobis_pp', 'squeeze', 'dfeat', 'logreg',
-           'takes_images', 'adaptive_attack', 'classic_table', 'adaptive_table', 'plot_adaptive']
+__all__ = ['BASELINES', 'ADAPTIVE_VARIANTS', 'AT_DETECTORS', 'ROBUST_ROW', 'BaselineConfig', 'baseline_config', 'VictimMissing',
+           'last_linear', 'victim_layers', 'VictimTap', 'ClassicDetector', 'KDBU', 'lid', 'LID', 'Mahalanobis', 'bpda',
+           'bit_depth', 'median_filter', 'Squeeze', 'DFeat', 'LogReg', 'kd_bu', 'lid_detector', 'mahalanobis',
+           'mahalanobis_pp', 'squeeze', 'dfeat', 'logreg', 'takes_images', 'adaptive_attack', 'classic_table',
+           'adaptive_table', 'plot_adaptive', 'wilson', 'victim_margin', 'project_out', 'strong_adaptive_attack',
+           'success_vs_eps', 'AdvTrained', 'PGDTraining', 'train_robust_victim', 'robust_accuracy',
+           'beyond_adaptive_table', 'plot_beyond']
 
 # %% ../nbs/08_baselines.ipynb #8394deb5
 @dataclass(frozen=True)
@@ -48,6 +52,17 @@ class BaselineConfig(StageConfig):
     keep_grey: bool
     round_8bit: bool
     attack_batch_size: int
+    # the strong adaptive evaluation, the adversarially trained detectors and the robust victim (defaults: the settings')
+    strong_steps: int = 50
+    strong_restarts: int = 2
+    strong_eot: int = 1
+    strong_variants: tuple[str, ...] = ('joint', 'selective', 'orthogonal')
+    masking_eps: tuple[float, ...] = (2 / 255, 8 / 255, 32 / 255, 128 / 255)
+    at_rounds: int = 3
+    at_steps: int = 10
+    robust_epochs: int = 2
+    robust_steps: int = 5
+    robust_lr: float = 1e-4
 
     def check(self):
         if self.kd_bandwidth < 0: raise ValueError(f"kd_bandwidth must be >= 0 (0: median pairwise distance), got {self.kd_bandwidth}")
@@ -64,6 +79,14 @@ class BaselineConfig(StageConfig):
         if not all(0 < e <= 1 for e in self.adaptive_eps): raise ValueError(f"adaptive_eps must lie in (0, 1], got {self.adaptive_eps}")
         if self.adaptive_lr <= 0: raise ValueError(f"adaptive_lr must be > 0, got {self.adaptive_lr}")
         if self.attack_batch_size < 1: raise ValueError(f"attack_batch_size must be >= 1, got {self.attack_batch_size}")
+        if min(self.strong_steps, self.strong_restarts, self.strong_eot, self.at_steps, self.robust_epochs, self.robust_steps) < 1:
+            raise ValueError(f"strong_steps, strong_restarts, strong_eot, at_steps, robust_epochs and robust_steps must be >= 1, got "
+                             f"{self.strong_steps}, {self.strong_restarts}, {self.strong_eot}, {self.at_steps}, {self.robust_epochs}, {self.robust_steps}")
+        if self.at_rounds < 0: raise ValueError(f"at_rounds must be >= 0, got {self.at_rounds}")
+        bad = [v for v in self.strong_variants if v not in ('joint', 'selective', 'orthogonal')]
+        if bad or not self.strong_variants: raise ValueError(f"strong_variants: unknown {bad or 'empty'}; valid values: joint, selective, orthogonal")
+        if not all(0 < e <= 1 for e in self.masking_eps): raise ValueError(f"masking_eps must lie in (0, 1], got {self.masking_eps}")
+        if self.robust_lr <= 0: raise ValueError(f"robust_lr must be > 0, got {self.robust_lr}")
 
 # %% ../nbs/08_baselines.ipynb #54c6bcf0
 def baseline_config(cfg: BaselineConfig | None = None, **overrides) -> BaselineConfig:
@@ -578,7 +601,7 @@ def _maps(extractor, x, clahe, img_size):
 # %% ../nbs/08_baselines.ipynb #ba18eeb8
 def classic_table(victim: nn.Module, extractor: nn.Module, sets: dict, detectors=None, fitted: dict | None = None,
                   attacks=None, seed: int = 0, clahe: bool = False, fit_kw: dict | None = None,
-                  cfg: BaselineConfig | None = None) -> tuple:
+                  cfg: BaselineConfig | None = None, at_kw: dict | None = None) -> tuple:
     "Detector × static attack AUROC and TPR at 5 % FPR (test split) for every baseline and the given fitted detectors. Returns (table, fitted)."
     from drsn_tvl.model import make_detection_set, fit_detector
     from sklearn.metrics import roc_auc_score
@@ -604,9 +627,11 @@ def classic_table(victim: nn.Module, extractor: nn.Module, sets: dict, detectors
     for n in names:
         data = img if uses_img(n) else feat
         if n not in fitted:
-            kw = dict(progress=False, **(fit_kw or {})) if DETECTORS[n].neural else {}
+            at_base = DETECTORS[n].defaults.get('at_base')          # an adversarially trained detector (AdvTrained)
+            kw = dict(progress=False, **(fit_kw or {})) if DETECTORS[n].neural or (at_base and DETECTORS[at_base].neural) else {}
             if uses_img(n): kw['victim'] = victim
-            if n in BASELINES: kw['baseline_cfg'] = cfg
+            if n in BASELINES or at_base: kw['baseline_cfg'] = cfg
+            if at_base: kw.update(extractor=extractor, **(at_kw or {}))     # at_kw: e.g. ckpt_dir, progress of AdvTrained
             seed_everything(seed)
             fitted[n] = fit_detector(n, data['train'], data['valid'], seed=seed, **kw)
         det, te = fitted[n], data['test']
@@ -678,5 +703,396 @@ def plot_adaptive(df: pd.DataFrame, title: str = ''):
     for a in ax: a.set_xlabel('eps (grey levels /255)'); a.set_ylim(-.02, 1.02)
     h, l = ax[0].get_legend_handles_labels()
     fig.suptitle(title, fontsize=9); fig.tight_layout(rect=(0, 0, 0.8, 1))
+    fig.legend(h, l, fontsize=6, loc='center right', frameon=False)
+    return fig
+
+# %% ../nbs/08_baselines.ipynb #4c828617
+def wilson(k, n, level: float = 0.95) -> tuple:
+    "Wilson score interval (lo, hi) of a binomial proportion k/n; (nan, nan) when n = 0."
+    k, n = np.asarray(k, float), np.asarray(n, float)
+    from scipy.stats import norm
+    z = float(norm.ppf(0.5 + level / 2))
+    with np.errstate(invalid='ignore', divide='ignore'):
+        p = k / n
+        c = (p + z * z / (2 * n)) / (1 + z * z / n)
+        h = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    lo, hi = np.where(n > 0, np.clip(c - h, 0, 1), np.nan), np.where(n > 0, np.clip(c + h, 0, 1), np.nan)
+    return (float(lo), float(hi)) if lo.ndim == 0 else (lo, hi)
+
+# %% ../nbs/08_baselines.ipynb #457e413b
+def victim_margin(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    "z_y − max_{j≠y} z_j per row: below 0 the victim's prediction is not y."
+    zy = z.gather(1, y[:, None])[:, 0]
+    return zy - z.masked_fill(F.one_hot(y, z.shape[1]).bool(), -torch.inf).max(1).values
+
+def project_out(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    "a minus its component along b, per sample (rows flattened): ⟨result, b⟩ = 0."
+    af, bf = a.flatten(1), b.flatten(1)
+    coef = (af * bf).sum(1, keepdim=True) / bf.pow(2).sum(1, keepdim=True).clamp_min(1e-30)
+    return (af - coef * bf).view_as(a)
+
+# %% ../nbs/08_baselines.ipynb #371414d2
+ADAPTIVE_VARIANTS = ('joint', 'selective', 'orthogonal')
+
+def _step_direction(variant, gv, gd, fooled, hd, weight):
+    "Ascent direction on δ: gv = ∇ victim loss (to raise), gd = ∇ detector logit (to lower)."
+    f = fooled.view(-1, *[1] * (gv.ndim - 1)); push_d = (hd > 0).view_as(f).to(gv)
+    if variant == 'joint': return gv * (~f).to(gv) - weight * gd * push_d
+    if variant == 'selective': return torch.where(f, -gd * push_d, gv)
+    return torch.where(f, -project_out(gd, gv) * push_d, project_out(gv, gd))      # orthogonal
+
+# %% ../nbs/08_baselines.ipynb #ee1833f2
+def strong_adaptive_attack(victim: nn.Module, scorer, images: torch.Tensor, labels, eps=None, variant: str = 'orthogonal',
+                           steps=None, restarts=None, eot=None, alpha=None, weight=None, threshold=None, margin: float = 0.1,
+                           seed=None, keep_grey=None, round_8bit=None, batch_size=None, cfg: BaselineConfig | None = None) -> tuple:
+    "Tramèr-style detector-aware L∞ PGD (variant joint / selective / orthogonal), restarts, EOT, BPDA through 8-bit rounding. Returns (adv, record)."
+    from drsn_tvl.attacks import check_labels
+    from drsn_tvl.core import device_of, is_grey, to_8bit
+    from drsn_tvl.victim import predict
+    images = check_images(images); labels = check_labels(labels, len(images))
+    if variant not in ADAPTIVE_VARIANTS: raise ValueError(f"variant must be one of {ADAPTIVE_VARIANTS}, got {variant!r}")
+    if isinstance(scorer, Detector): scorer = DetectionPipeline(scorer, clahe=False, img_size=images.shape[-1])
+    cfg = baseline_config(cfg, eps=eps, strong_steps=steps, strong_restarts=restarts, strong_eot=eot, adaptive_weight=weight,
+                          seed=seed, keep_grey=keep_grey, round_8bit=round_8bit, attack_batch_size=batch_size)   # checked
+    eps, steps, R, T, w = cfg.eps, cfg.strong_steps, cfg.strong_restarts, cfg.strong_eot, cfg.adaptive_weight
+    alpha = 2.5 * eps / steps if alpha is None else float(alpha)          # Madry et al.: 2.5·eps/steps reaches any corner
+    t = float(scorer.threshold_logit if threshold is None else threshold)
+    victim = victim.eval(); dev = device_of(victim)
+    quant = (lambda v: bpda(to_8bit, v)) if cfg.round_8bit else (lambda v: v)
+    g = torch.Generator().manual_seed(int(cfg.seed))
+    curve = np.zeros((steps + 1, 3)); outs = []
+    for i in range(0, len(images), cfg.attack_batch_size):
+        x0, y = images[i:i + cfg.attack_batch_size].to(dev), labels[i:i + cfg.attack_batch_size].to(dev)
+        shape = (len(x0), 1, *x0.shape[2:]) if cfg.keep_grey and is_grey(x0) else tuple(x0.shape)
+        best, best_bad = x0.clone(), torch.full((len(x0),), torch.inf, device=dev)
+        for r in range(R):
+            d = (torch.rand(shape, generator=g) * 2 - 1).mul_(eps).to(dev) if r else torch.zeros(shape, device=dev)
+            for it in range(steps + 1):
+                d.requires_grad_(True)
+                gv, gd = torch.zeros_like(d), torch.zeros_like(d)
+                for _ in range(T):                                          # EOT: the mean gradient over T draws
+                    x = quant((x0 + d.expand_as(x0)).clamp(0, 1))
+                    z = victim(x); s = scorer.logit(x).to(dev)
+                    gv += torch.autograd.grad(F.cross_entropy(z, y, reduction='sum'), d, retain_graph=True)[0] / T
+                    gd += torch.autograd.grad(s.sum(), d)[0] / T
+                with torch.no_grad():
+                    m, s = victim_margin(z, y), s.detach()
+                    fooled, hd = m < 0, (s - t + margin).clamp_min(0)
+                    bad = (~fooled) * 1e3 + (s > t) * 1e3 + m.clamp_min(0) + hd
+                    better = bad < best_bad
+                    best[better], best_bad[better] = x.detach()[better], bad[better]
+                    curve[it] += [float((m.clamp_min(0) + w * hd).sum()), float((fooled & (s <= t)).sum()), len(x0)]
+                    if it == steps: break
+                    d = (d + alpha * _step_direction(variant, gv, gd, fooled, hd, w).sign()).clamp_(-eps, eps)
+        outs.append(best.detach().cpu())
+    adv = torch.cat(outs)
+    fooled = predict(victim, adv, cfg.attack_batch_size).argmax(1) != labels
+    flagged = scorer.flagged(adv) if threshold is None and hasattr(scorer, 'flagged') else torch.cat(
+        [scorer.logit(adv[j:j + 64]).detach().cpu() > t for j in range(0, len(adv), 64)])
+    curve = pd.DataFrame(dict(step=np.arange(steps + 1), loss=curve[:, 0] / curve[:, 2], evades_both=curve[:, 1] / curve[:, 2]))
+    return adv, dict(fooled=fooled, flagged=flagged, evades=fooled & ~flagged, curve=curve, variant=variant, eps=eps)
+
+# %% ../nbs/08_baselines.ipynb #8fd5e4ee
+def _rates(fooled, flagged) -> dict:
+    "attack success, detection (TPR among successful examples) and evades-both, each with its Wilson interval."
+    f, fl = np.asarray(fooled, bool), np.asarray(flagged, bool)
+    n, k, ev = len(f), int(f.sum()), int((f & ~fl).sum())
+    out = {}
+    for key, (a, b) in dict(attack_success=(k, n), detected=(k - ev, k), evades_both=(ev, n)).items():
+        out[key] = a / b if b else float('nan')
+        out[f'{key}_lo'], out[f'{key}_hi'] = wilson(a, b)
+    return out
+
+# %% ../nbs/08_baselines.ipynb #e97b2d67
+def success_vs_eps(victim: nn.Module, scorer, images, labels, eps_list=None, variant: str = 'orthogonal',
+                   cfg: BaselineConfig | None = None, **attack_kw) -> pd.DataFrame:
+    "Attack success, detection and evades-both (with Wilson intervals) of `strong_adaptive_attack` at each eps (default `masking_eps`)."
+    cfg = baseline_config(cfg, masking_eps=eps_list)
+    rows = []
+    for e in cfg.masking_eps:
+        _, rec = strong_adaptive_attack(victim, scorer, images, labels, eps=e, variant=variant, cfg=cfg, **attack_kw)
+        rows.append(dict(eps_255=round(e * 255, 2), variant=variant, n=len(images), **_rates(rec['fooled'], rec['flagged']),
+                         final_loss=float(rec['curve'].loss.iloc[-1])))
+    return pd.DataFrame(rows).set_index('eps_255')
+
+# %% ../nbs/08_baselines.ipynb #a6cbb748
+_TRAIN_KW = ('preset', 'lr', 'epochs', 'batch_size', 'tv_weight', 'patience', 'optimizer', 'wd', 'arch', 'device')
+
+class AdvTrained(ClassicDetector):
+    "Detector-aware adversarial training of registered detector `base`: alternately craft joint adaptive PGD against it and refit it."
+    inputs = 'images'
+    def __init__(self, in_shape, classes, base: str = 'logreg', extractor: nn.Module | None = None, rounds=None, steps=None,
+                 eps=None, ckpt_dir=None, base_kw: dict | None = None, progress: bool = False, **kw):
+        if base not in DETECTORS or base.endswith('_at'):
+            raise KeyError(f"base must be a registered detector (not an adversarially trained one), got {base!r}")
+        train = {k: kw.pop(k) for k in _TRAIN_KW if k in kw}
+        self.base, self.extractor, self.log = None, None, []
+        super().__init__(in_shape, classes, **kw)
+        c = self.baseline_cfg = self.baseline_cfg.replace(at_rounds=rounds, at_steps=steps, eps=eps)      # checked
+        self.base_kw = {**train, **(base_kw or {})}
+        self.kwargs.update(base=base, rounds=c.at_rounds, steps=c.at_steps, eps=c.eps, base_kw=self.base_kw,
+                           ckpt_dir=None if ckpt_dir is None else str(ckpt_dir))
+        self.progress = bool(progress)
+        if extractor is not None: self.use_extractor(extractor)
+
+    def use_extractor(self, extractor: nn.Module):
+        "The frozen feature extractor the base detector reads (a base on feature maps needs one; not saved, like the victim)."
+        if not isinstance(extractor, nn.Module): raise TypeError(f"extractor must be an nn.Module, got {type(extractor).__name__}")
+        self.extractor = extractor
+        return self
+
+    @property
+    def base_images(self) -> bool: return takes_images(self.kwargs['base'])
+
+    def _attached(self):
+        if self.base is not None and self.base_images: self.base.attach(self.victim, check=False)
+
+    def _pipe(self, det=None, img_size=None):
+        det = det or self.base
+        if not self.base_images and self.extractor is None:
+            raise VictimMissing(f"{self.name}: base {self.kwargs['base']!r} reads feature maps: pass extractor= or call use_extractor()")
+        return DetectionPipeline(det, extractor=None if self.base_images else self.extractor, clahe=False,
+                                 img_size=img_size or self.in_shape[-1])
+
+    def _fit_base(self, x, y, vx, vy, seed):
+        from drsn_tvl.model import fit_detector
+        b, pipe = self.kwargs['base'], None
+        kw = dict(self.base_kw)
+        if DETECTORS[b].neural: kw.setdefault('progress', False)
+        if self.base_images: kw['victim'], f, fv = self.victim, x, vx
+        else:
+            if self.extractor is None: raise VictimMissing(f"{self.name}: base {b!r} reads feature maps: pass extractor= or call use_extractor()")
+            f, fv = (_maps(self.extractor, t, False, t.shape[-1]) for t in (x, vx))
+        if b in BASELINES: kw['baseline_cfg'] = self.baseline_cfg
+        seed_everything(seed)
+        return fit_detector(b, (f, y), (fv, vy), seed=seed, **kw)
+
+    def _key(self, x, y, vx, vy) -> str:
+        from drsn_tvl.core import data_fingerprint, settings_hash
+        from drsn_tvl.attacks import victim_key
+        c = self.baseline_cfg
+        return settings_hash('adv-trained', self.kwargs, victim_key(self.victim), data_fingerprint(x, y), data_fingerprint(vx, vy),
+                             [c.adaptive_weight, c.round_8bit, c.keep_grey, c.attack_batch_size],
+                             getattr(self.extractor, 'name', None), getattr(self.extractor, 'layer', None))
+
+    def _fit(self, x, y, valid):
+        from drsn_tvl.core import check_file, safe_load, write_checked
+        from drsn_tvl.model import load_detector, save_detector
+        from drsn_tvl.victim import predict
+        v = self._need_victim()
+        if valid is None: raise FeatureError(f"{self.name}: a validation split is required (threshold and early stopping)")
+        vx, vy = valid
+        c, seed, R = self.baseline_cfg, self.seed, self.kwargs['rounds']
+        clean = {s: xx[yy == 0] for s, (xx, yy) in dict(train=(x, y), valid=(vx, vy)).items()}
+        lab = {s: predict(v, xx, c.attack_batch_size).argmax(1) for s, xx in clean.items()}    # attack the victim's own prediction
+        d = Path(self.kwargs['ckpt_dir']) if self.kwargs['ckpt_dir'] else None
+        key = self._key(x, y, vx, vy) if d is not None else None
+        add = dict(train=[], valid=[]); self.log = []
+        rounds = range(R + 1)
+        if self.progress:
+            from fastprogress.fastprogress import progress_bar
+            rounds = progress_bar(rounds, leave=False)
+        for r in rounds:
+            det_p, adv_p = (d / f'{key}-round{r}.det.pt', d / f'{key}-round{r}.adv.pt') if d is not None else (None, None)
+            t0 = time.time()
+            if d is not None and det_p.is_file() and adv_p.is_file():       # resume: this round is done
+                try:
+                    base = load_detector(det_p); blob = safe_load(check_file(adv_p, 'adversarial-training round'))
+                    if self.base_images: base.attach(v, check=False)
+                    for s in add: add[s].append(blob[s])
+                    self.base = base; self.log.append(dict(round=r, resumed=True, **{k: blob[k] for k in ('n_train', 'n_valid', 'evades')}))
+                    continue
+                except Exception as e: warnings.warn(f"{adv_p}: unreadable checkpoint ({e}); recomputing round {r}")
+            xs = torch.cat([x, *add['train']]); ys = torch.cat([y, torch.ones(sum(len(a) for a in add['train']), dtype=y.dtype)])
+            xv = torch.cat([vx, *add['valid']]); yv = torch.cat([vy, torch.ones(sum(len(a) for a in add['valid']), dtype=vy.dtype)])
+            self.base = self._fit_base(xs, ys, xv, yv, seed)
+            new, ev = {}, float('nan')
+            if r < R:                                              # craft against the detector just fitted
+                pipe = self._pipe(self.base, x.shape[-1])
+                for k, s in enumerate(add):
+                    adv, rec = strong_adaptive_attack(v, pipe, clean[s], lab[s], variant='joint', steps=self.kwargs['steps'],
+                                                      restarts=1, eot=1, seed=seed + 1000 * r + k, cfg=c)
+                    new[s] = adv[rec['fooled']]
+                    if s == 'train': ev = float(rec['evades'].float().mean())
+            else: new = {s: x[:0] for s in add}
+            for s in add: add[s].append(new[s])
+            self.log.append(dict(round=r, resumed=False, n_train=len(xs), n_valid=len(xv), evades=ev, seconds=round(time.time() - t0, 2)))
+            if d is not None:
+                save_detector(self.base, det_p)
+                write_checked(adv_p, lambda p: torch.save(dict(train=new['train'], valid=new['valid'], n_train=len(xs), n_valid=len(xv),
+                                                                evades=ev), p))
+        self._state = dict(base_config=json.dumps(self.base.config()), base_state=self.base.state_dict(), log=json.dumps(self.log))
+
+    def _loaded(self):
+        from drsn_tvl.model import create_detector
+        bc = json.loads(self._state['base_config'])
+        self.base = create_detector(bc['name'], bc['in_shape'], bc['classes'], **bc['kwargs']).load_state_dict(self._state['base_state'])
+        self.base.threshold, self.base.target_fpr = bc['threshold'], bc['target_fpr']
+        self.log = json.loads(self._state['log'])
+        if self.victim is not None: self._attached()
+
+    @torch.no_grad()
+    def _predict_proba(self, x, batch_size=64):
+        pipe = self._pipe(img_size=x.shape[-1])
+        return np.concatenate([self.base.predict_proba(pipe.inputs(x[i:i + batch_size])) for i in range(0, len(x), batch_size)])
+
+    def _logit(self, x): return self._pipe(img_size=x.shape[-1]).logit(x).to(x.device)
+
+# %% ../nbs/08_baselines.ipynb #fcd38ece
+AT_DETECTORS = ('logreg_at', 'drsn_tvl_at', 'mahalanobis_at')
+
+def _at_entry(base):
+    def entry(in_shape, classes, baseline_cfg: BaselineConfig | None = None, **kw):
+        if kw.setdefault('base', base) != base: raise ValueError(f"{base}_at: base is {base!r}, got {kw['base']!r}")
+        return AdvTrained(in_shape, classes, cfg=baseline_config(baseline_cfg), **kw)
+    entry.__doc__ = f"`{base}` with detector-aware adversarial training (AdvTrained): at_rounds rounds of joint adaptive PGD (at_steps)."
+    return entry
+
+for _b, _paper in (('logreg', 'simplest baseline'), ('drsn_tvl', 'DRSN-TVL'), ('mahalanobis', 'Lee et al. 2018')):
+    register_detector(f'{_b}_at', neural=False, paper=f'{_paper} + detector-aware adversarial training (Yin et al. 2020; not in the paper)',
+                      inputs='images', at_base=_b)(_at_entry(_b))
+
+# %% ../nbs/08_baselines.ipynb #3a86242d
+from fastai.callback.core import Callback
+
+class PGDTraining(Callback):
+    "Madry et al. 2018 adversarial training: before each training batch, xb becomes torchattacks PGD examples of the current model."
+    order = 0
+    def __init__(self, eps: float, steps: int = 5, alpha: float | None = None):
+        if not 0 < eps <= 1 or steps < 1: raise ValueError(f"need 0 < eps <= 1 and steps >= 1, got eps={eps}, steps={steps}")
+        self.eps, self.steps, self.alpha = float(eps), int(steps), float(2.5 * eps / steps if alpha is None else alpha)
+
+    def before_batch(self):
+        if not self.training: return
+        import torchattacks
+        atk = torchattacks.PGD(self.learn.model, eps=self.eps, alpha=self.alpha, steps=self.steps, random_start=True)
+        with torch.enable_grad(): xb = atk(self.learn.xb[0], self.learn.yb[0])
+        self.learn.model.train()
+        self.learn.xb = (xb.detach(),)
+
+# %% ../nbs/08_baselines.ipynb #373a54ea
+def train_robust_victim(victim: nn.Module, images, labels, valid=None, eps=None, epochs=None, steps=None, lr=None,
+                        batch_size=None, seed=None, progress: bool = False, cfg: BaselineConfig | None = None) -> nn.Module:
+    "A copy of `victim` adversarially fine-tuned (PGDTraining) at `eps` (default eps/2 of the config: Tramèr's bound)."
+    import copy
+    from fastai.data.core import DataLoaders
+    from fastai.learner import Learner
+    from fastai.metrics import accuracy
+    import fastai.callback.schedule  # noqa: F401
+    from torch.utils.data import TensorDataset
+    from drsn_tvl.attacks import check_labels
+    from drsn_tvl.core import device_of
+    cfg = baseline_config(cfg, robust_epochs=epochs, robust_steps=steps, robust_lr=lr, seed=seed, attack_batch_size=batch_size)
+    eps = cfg.eps / 2 if eps is None else float(eps)
+    if hasattr(images, 'images') and hasattr(images, 'labels'): images, labels = images.images(None), torch.as_tensor(images.labels)
+    x = check_images(images); y = check_labels(labels, len(x))
+    vx, vy = (x[:2], y[:2]) if valid is None else (valid.images(None), torch.as_tensor(valid.labels)) if hasattr(valid, 'images') else valid
+    seed_everything(cfg.seed)
+    model = copy.deepcopy(victim).train()
+    g = torch.Generator().manual_seed(cfg.seed)
+    dls = DataLoaders.from_dsets(TensorDataset(x, y), TensorDataset(check_images(vx), check_labels(vy, len(vx))),
+                                 bs=cfg.attack_batch_size, shuffle=True, num_workers=0, device=device_of(model))
+    learn = Learner(dls, model, loss_func=nn.CrossEntropyLoss(), metrics=accuracy, cbs=[PGDTraining(eps, cfg.robust_steps)])
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', message='.*Your generator is empty.*')
+        with (contextlib.nullcontext() if progress else learn.no_bar()), (contextlib.nullcontext() if progress else learn.no_logging()):
+            learn.fit_one_cycle(cfg.robust_epochs, cfg.robust_lr)
+    learn.remove_cbs(learn.cbs.filter(lambda c: isinstance(c, PGDTraining)))
+    model.eval(); model.robust_eps = eps
+    return model
+
+# %% ../nbs/08_baselines.ipynb #12d354ca
+def robust_accuracy(model: nn.Module, images, labels, eps: float, steps=None, restarts=None, seed: int = 0,
+                    cfg: BaselineConfig | None = None) -> dict:
+    "Clean and PGD robust accuracy (strong_steps, strong_restarts random restarts, 8-bit rounding) of a classifier, with Wilson intervals."
+    from drsn_tvl.attacks import check_labels, run_attack
+    from drsn_tvl.victim import predict
+    cfg = baseline_config(cfg, strong_steps=steps, strong_restarts=restarts)
+    x = check_images(images); y = check_labels(labels, len(x))
+    ok = predict(model, x).argmax(1) == y
+    robust = ok.clone()
+    for r in range(cfg.strong_restarts):
+        if not robust.any(): break
+        idx = torch.nonzero(robust).flatten()
+        _, fooled = run_attack('pgd', model, x[idx], y[idx], eps=eps, alpha=2.5 * eps / cfg.strong_steps, steps=cfg.strong_steps,
+                               seed=seed + r, random_start=r > 0)
+        robust[idx[fooled.bool()]] = False
+    n = len(x)
+    out = dict(n=n, clean_acc=float(ok.float().mean()), robust_acc=float(robust.float().mean()))
+    out['clean_acc_lo'], out['clean_acc_hi'] = wilson(int(ok.sum()), n)
+    out['robust_acc_lo'], out['robust_acc_hi'] = wilson(int(robust.sum()), n)
+    return out
+
+# %% ../nbs/08_baselines.ipynb #d6ca9494
+ROBUST_ROW = 'robust victim (PGD-AT, eps/2)'
+
+def beyond_adaptive_table(victim: nn.Module, extractor: nn.Module, fitted: dict, images, labels=None, robust_victim=None,
+                          n_max=None, seed: int = 0, clahe: bool = False, cfg: BaselineConfig | None = None) -> tuple:
+    "Static PGD vs strong adaptive attacks (each variant, and the strongest) per detector and eps, with CIs and the robust-victim bound. Returns (table, curves)."
+    from drsn_tvl.attacks import check_labels, run_attack
+    from drsn_tvl.victim import predict
+    cfg = baseline_config(cfg, seed=seed)
+    if hasattr(images, 'images') and hasattr(images, 'labels'): images, labels = images.images(None), torch.as_tensor(images.labels)
+    if labels is None: raise ValueError("labels are required with an image tensor (they come with an AdversarialSet)")
+    if not fitted: raise ValueError("fitted: no detectors to evaluate")
+    images = check_images(images); labels = check_labels(labels, len(images))
+    ok = (predict(victim, images).argmax(1) == labels).numpy()
+    clean_acc, rng = float(ok.mean()), np.random.default_rng(seed)
+    idx = np.flatnonzero(ok)                                         # at most n_max correctly classified images are attacked
+    if n_max is not None and len(idx) > n_max: idx = np.sort(rng.permutation(idx)[:n_max])
+    x, y = images[idx], labels[idx]
+    if len(x) == 0: raise ValueError("the victim classifies none of the images correctly: nothing to attack")
+    bound = {}
+    if robust_victim is not None:                                     # the robust victim on as many of all the images
+        rows_b = np.sort(rng.permutation(len(images))[:max(len(x), min(len(images), n_max or len(images)))])
+        for e in cfg.adaptive_eps: bound[e] = robust_accuracy(robust_victim, images[rows_b], labels[rows_b], e / 2, seed=seed, cfg=cfg)
+    rows, curves = [], {}
+    for n, det in fitted.items():
+        if isinstance(det, AdvTrained) and det.extractor is None and not det.base_images: det.use_extractor(extractor)
+        sc = DetectionPipeline(det, extractor=extractor, clahe=clahe, img_size=x.shape[-1])
+        flag_clean = sc.flagged(x).numpy()
+        for e in cfg.adaptive_eps:
+            res = {}
+            static, fooled = run_attack('pgd', victim, x, y, eps=e, alpha=2.5 * e / cfg.strong_steps, steps=cfg.strong_steps, seed=seed)
+            res['static pgd'] = (fooled.numpy().astype(bool), sc.flagged(static).numpy())
+            for v in cfg.strong_variants:
+                _, rec = strong_adaptive_attack(victim, sc, x, y, eps=e, variant=v, cfg=cfg)
+                res[f'adaptive {v}'] = (rec['fooled'].numpy(), rec['flagged'].numpy()); curves[(n, round(e * 255, 2), v)] = rec['curve']
+            ad = [res[f'adaptive {v}'] for v in cfg.strong_variants]
+            evade = np.any([f & ~fl for f, fl in ad], 0); fool = np.any([f for f, _ in ad], 0)
+            res['adaptive strongest'] = (fool, fool & ~evade)
+            for a, (f, fl) in res.items():
+                k = int((~flag_clean & ~(f & ~fl)).sum())              # robust: not flagged clean, no attack evades both
+                row = dict(detector=n, eps_255=round(e * 255, 2), attack=a, n=len(x), **_rates(f, fl), clean_fpr=float(flag_clean.mean()),
+                           detector_robust_acc=clean_acc * k / len(x))   # over all test images: a misclassified one is not robust
+                row['detector_robust_acc_lo'], row['detector_robust_acc_hi'] = (clean_acc * q for q in wilson(k, len(x)))
+                if e in bound:
+                    row['bound_robust_acc'] = bound[e]['robust_acc']
+                    row['exceeds_bound'] = bool(row['detector_robust_acc_lo'] > bound[e]['robust_acc_hi'])
+                rows.append(row)
+    for e, b in bound.items():
+        rows.append(dict(detector=ROBUST_ROW, eps_255=round(e * 255, 2), attack=f'pgd at eps/2 = {e * 255 / 2:g}/255', n=b['n'],
+                         attack_success=1 - b['robust_acc'] / max(b['clean_acc'], 1e-12), clean_acc=b['clean_acc'],
+                         clean_acc_lo=b['clean_acc_lo'], clean_acc_hi=b['clean_acc_hi'], robust_acc=b['robust_acc'],
+                         robust_acc_lo=b['robust_acc_lo'], robust_acc_hi=b['robust_acc_hi']))
+    return pd.DataFrame(rows).set_index(['detector', 'eps_255', 'attack']), curves
+
+# %% ../nbs/08_baselines.ipynb #f485bee7
+def plot_beyond(df: pd.DataFrame, title: str = ''):
+    "Detection (TPR at 5 % clean FPR) and evades-both vs eps per detector: static PGD solid, strongest adaptive dashed, 95 % interval bars."
+    import matplotlib.pyplot as plt
+    d = df.reset_index()
+    d = d[d.detector != ROBUST_ROW]
+    fig, ax = plt.subplots(1, 2, figsize=(11.5, 3.8))
+    colours = dict(zip(d.detector.unique(), plt.rcParams['axes.prop_cycle'].by_key()['color'] * 3))
+    for (n, a), g in d[d.attack.isin(['static pgd', 'adaptive strongest'])].groupby(['detector', 'attack'], sort=False):
+        kw = dict(color=colours[n], ls='-' if a == 'static pgd' else '--', marker='o', ms=3, capsize=2, label=f'{n}, {a}')
+        for i, m in enumerate(('detected', 'evades_both')):
+            ax[i].errorbar(g.eps_255, g[m], yerr=np.abs(np.stack([g[m] - g[f'{m}_lo'], g[f'{m}_hi'] - g[m]])), **kw)
+    ax[0].set_title('detected: TPR at the 5 % clean-FPR threshold (successful examples)', fontsize=9)
+    ax[1].set_title('evades victim and detector (fraction of attacked images)', fontsize=9)
+    for a in ax: a.set_xlabel('eps (grey levels /255)'); a.set_ylim(-.02, 1.02)
+    h, l = ax[0].get_legend_handles_labels()
+    fig.suptitle(title, fontsize=9); fig.tight_layout(rect=(0, 0, 0.78, 1))
     fig.legend(h, l, fontsize=6, loc='center right', frameon=False)
     return fig

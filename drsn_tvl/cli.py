@@ -17,12 +17,12 @@ from fastcore.basics import tuplify
 from fastcore.docments import docments, ann_parts
 from fastcore.script import anno2str, _arg_kw, _union_type
 
-from .core import SUM_SUFFIX, atomic_write, get_settings
+from .core import DEVICES, SUM_SUFFIX, atomic_write, dist_env, get_settings, init_distributed
 from .data import IMG_EXTS, SPLITS, DataConfig, dataset_table, read_image, resize
 from .clahe import prepare
 from .victim import VICTIM_RECIPES, train_victim
 from .attacks import attack_table, build_adversarial_set, get_attack
-from .features import backbone_table, extract_features, init_distributed, load_features
+from .features import backbone_table, extract_features, load_features
 from .model import DETECTORS, DetectionPipeline, complexity_table
 from .experiment import PRESETS, _parse_kv, run_notebook
 
@@ -127,11 +127,12 @@ def victim_cmd(
     data_root: str = None,                                                   # folder holding the datasets (default: the data_root setting)
     root: str = None,                                                        # the dataset's own folder (default: found under data_root)
     force: bool = False,                                                     # retrain even if cached
+    device: Annotated[str, {'choices': DEVICES}] = None,                     # auto, cpu, cuda or mps (default: the device setting)
 ):
     "Fine-tune (or load from the cache) the victim classifier of a dataset and print its test metrics."
     v = train_victim(dataset=dataset, backbone=backbone, preset=preset, img_size=img_size, epochs=epochs, lr=lr, weights=weights,
-                     data_root=data_root, root=root, force=force)
-    print(json.dumps({k: v.meta[k] for k in ('key', 'weights_source', 'train_seconds', 'n', 'test')}, indent=1))
+                     data_root=data_root, root=root, force=force, device=device)
+    if dist_env()[0] == 0: print(json.dumps({k: v.meta[k] for k in ('key', 'weights_source', 'train_seconds', 'n', 'test')}, indent=1))
 
 # %% ../nbs/11_cli.ipynb #43a2e828
 @command('adversarial')
@@ -146,12 +147,14 @@ def adversarial_cmd(
     keep_all: Annotated[bool, {'flags': '--all'}] = False,      # keep failed attacks too
     data_root: str = None,                                      # folder holding the datasets (default: the data_root setting)
     root: str = None,                                           # the dataset's own folder (default: found under data_root)
+    device: Annotated[str, {'choices': DEVICES}] = None,        # auto, cpu, cuda or mps (default: the device setting)
 ):
     "Build the adversarial set of one split for a (cached) victim and print the per-attack table."
     attacks = [a.strip() for a in attacks.split(',')] if attacks else None
     for a in attacks or []: get_attack(a)                                      # fail before training anything
-    v = train_victim(dataset=dataset, backbone=backbone, img_size=img_size, epochs=epochs, data_root=data_root, root=root)
-    a = build_adversarial_set(v, split, attacks=attacks, n_max=n_max, only_successful=not keep_all)
+    v = train_victim(dataset=dataset, backbone=backbone, img_size=img_size, epochs=epochs, data_root=data_root, root=root, device=device)
+    a = build_adversarial_set(v, split, attacks=attacks, n_max=n_max, only_successful=not keep_all, device=device)
+    if dist_env()[0] != 0: return                               # under torchrun: every rank attacks its chunks, rank 0 reports
     with pd.option_context('display.width', 250): print(a.stats.drop(columns='path').round(4).to_string(index=False))
     print(f"cached in {a.path}")
 
@@ -184,6 +187,7 @@ def features_cmd(
     out: str = None,                                      # cache folder (default: <cache_dir>/features/<dataset>-<split>-<backbone>-<layer>-<hash>)
     overwrite: bool = False,                              # re-extract even if cached
     verify: bool = False,                                 # check every shard SHA-256 at the end
+    device: Annotated[str, {'choices': DEVICES}] = None,  # auto, cpu, cuda or mps (default: the device setting)
 ):
     "Extract frozen-backbone features of a dataset split into the fp16 cache (data-parallel under torchrun)."
     from drsn_tvl.data import get_dataset
@@ -193,7 +197,7 @@ def features_cmd(
         tfms = CLAHE()
     ds = get_dataset(dataset, split, img_size=img_size, tfms=tfms)
     fs = extract_features(ds, backbone, layer, pool, size, out=out, batch_size=batch_size, shard_size=shard_size,
-                          num_workers=num_workers, pretrained=not random_weights, weights=weights, overwrite=overwrite)
+                          num_workers=num_workers, pretrained=not random_weights, weights=weights, overwrite=overwrite, device=device)
     if verify: fs = load_features(fs.path, verify='full')
     if init_distributed()[0] == 0: print(fs)
 

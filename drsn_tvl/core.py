@@ -17,12 +17,13 @@ from torch import nn
 from fastcore.basics import AttrDict
 
 # %% auto #0
-__all__ = ['SETTINGS_ENV', 'SECTIONS', 'SUM_SUFFIX', 'parse_value', 'settings_path', 'read_sections', 'read_settings',
+__all__ = ['SETTINGS_ENV', 'SECTIONS', 'SUM_SUFFIX', 'DEVICES', 'parse_value', 'settings_path', 'read_sections', 'read_settings',
            'get_settings', 'StageConfig', 'seed_everything', 'stage_seed', 'DataError', 'DataNotFound', 'AttackError',
            'GANError', 'FeatureError', 'ImageSizeError', 'CacheMismatch', 'CorruptCache', 'atomic_write',
            'settings_hash', 'UnsafeFile', 'safe_load', 'CorruptFile', 'file_sha256', 'write_checked', 'check_file',
            'file_lock', 'drop_entry', 'cached_entry', 'read_json', 'model_fingerprint', 'data_fingerprint', 'is_grey',
-           'project_linf', 'to_8bit', 'device_of', 'check_images']
+           'project_linf', 'to_8bit', 'device_of', 'check_images', 'dist_env', 'resolve_device', 'init_distributed',
+           'barrier']
 
 # %% ../nbs/00_core.ipynb #19324b4e
 _BOOLS = {'true': True, 'yes': True, 'on': True, 'false': False, 'no': False, 'off': False}
@@ -385,3 +386,49 @@ def check_images(images, img_size: int | None = None, name: str = 'images', uint
         raise error(f"{name}: pixel values must lie in [0, 1] (normalisation belongs inside the model), "
                     f"got [{images.min().item():.4g}, {images.max().item():.4g}]")
     return images
+
+# %% ../nbs/00_core.ipynb #2890be4a
+DEVICES = ('auto', 'cpu', 'cuda', 'mps')
+
+def dist_env() -> tuple:
+    "(rank, world size, local rank) from torchrun's environment (`RANK`, `WORLD_SIZE`, `LOCAL_RANK`); (0, 1, 0) outside torchrun."
+    try: return int(os.environ.get('RANK', 0)), int(os.environ.get('WORLD_SIZE', 1)), int(os.environ.get('LOCAL_RANK', 0))
+    except ValueError as e: raise ValueError(f"torchrun environment: RANK/WORLD_SIZE/LOCAL_RANK must be integers ({e})") from None
+
+def resolve_device(device='auto', key: str = '[data] device') -> torch.device:
+    "The torch device of setting `device` (auto, cpu, cuda, mps; or a torch.device): `auto` picks cuda:LOCAL_RANK, else mps, else the CPU; an absent device is an error naming `key`."
+    if isinstance(device, torch.device): return device
+    name = str(device).strip().lower()
+    if name not in DEVICES:
+        raise ValueError(f"setting {key} = {device!r}: expected one of {', '.join(DEVICES)}")
+    _, _, local = dist_env()
+    has_mps = getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available()
+    if name == 'auto': name = 'cuda' if torch.cuda.is_available() else 'mps' if has_mps else 'cpu'
+    if name == 'cuda':
+        if not torch.cuda.is_available():
+            raise ValueError(f"setting {key} = cuda, but torch sees no CUDA GPU (torch.cuda.is_available() is False; "
+                             f"torch {torch.__version__}, CUDA build {torch.version.cuda}); use {key.split()[-1]} = auto or cpu")
+        return torch.device('cuda', local % torch.cuda.device_count())
+    if name == 'mps' and not has_mps:
+        raise ValueError(f"setting {key} = mps, but torch.backends.mps.is_available() is False; use {key.split()[-1]} = auto or cpu")
+    return torch.device(name)
+
+
+# %% ../nbs/00_core.ipynb #76ced3ea
+def init_distributed(device=None, timeout_s: float = 6 * 3600) -> tuple:
+    "(rank, world size): starts torch.distributed from torchrun's environment once per process (gloo, plus NCCL for CUDA tensors when `device` is a GPU); (0, 1) outside torchrun."
+    import torch.distributed as dist
+    from datetime import timedelta
+    if not dist.is_available(): return 0, 1
+    if not dist.is_initialized() and dist_env()[1] > 1:
+        dev = torch.device(device) if device is not None else torch.device('cpu')
+        backend = 'cpu:gloo,cuda:nccl' if dev.type == 'cuda' and dist.is_nccl_available() else 'gloo'
+        if dev.type == 'cuda': torch.cuda.set_device(dev)       # NCCL collectives use the current device
+        dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+
+def barrier():
+    "Wait for every rank of the process group (a no-op in a single process)."
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized(): dist.barrier()
+

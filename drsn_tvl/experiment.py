@@ -17,13 +17,15 @@ from .core import atomic_write, get_settings, seed_everything, stage_seed
 from .data import DATASETS, SPLITS, find_root
 
 # %% auto #0
-__all__ = ['PAPER_TABLES', 'FROM_SETTINGS', 'PARAMS', 'PRESETS', 'GEN_VALID_MAX', 'METRICS', 'SIMPLEST', 'PROGRESS', 'STAGES',
-           'TIMING', 'paper_table', 'experiment_params', 'check_params', 'stage_victim', 'stage_generators',
-           'stage_adversarial', 'extractor_for', 'stage_features', 'detection_data', 'fit_and_score', 'summarise',
-           'caption', 'table_detectors', 'table_generators', 'table_backbones', 'table_unseen', 'plot_roc',
-           'plot_confusion', 'plot_eps_sweep', 'summary_md', 'write_report', 'Run', 'run_attack_stages', 'pick_best',
-           'sources_table', 'run_detector_stages', 'run_paper_tables', 'run_beyond', 'run_eps_sweep', 'finish_run',
-           'run_experiment', 'experiment_notebook', 'run_name', 'compare_runs', 'ProgressEcho', 'run_notebook']
+__all__ = ['PAPER_TABLES', 'FROM_SETTINGS', 'PARAMS', 'PRESETS', 'GEN_VALID_MAX', 'METRICS', 'BASELINE', 'GEN_MIN_TRAIN',
+           'SIMPLEST', 'PROGRESS', 'STAGES', 'TIMING', 'paper_table', 'experiment_params', 'check_params',
+           'stage_victim', 'stage_generators', 'stage_adversarial', 'extractor_for', 'stage_features', 'detection_data',
+           'fit_and_score', 'summarise', 'caption', 'table_detectors', 'baseline_cols', 'table_generators',
+           'finetuned_model', 'table_backbones', 'table_unseen', 'plot_roc', 'plot_confusion', 'plot_eps_sweep',
+           'summary_md', 'write_report', 'Run', 'run_attack_stages', 'pick_best', 'sources_table',
+           'run_detector_stages', 'run_paper_tables', 'run_strong_adaptive', 'run_beyond', 'run_eps_sweep',
+           'finish_run', 'run_experiment', 'experiment_notebook', 'run_name', 'compare_runs', 'ProgressEcho',
+           'run_notebook']
 
 # %% ../nbs/09_experiments.ipynb #3477e8f9
 _M = ['accuracy', 'precision', 'sensitivity', 'f1']
@@ -86,7 +88,8 @@ def paper_table(n: int) -> pd.DataFrame:
 FROM_SETTINGS = dict(dataset='dataset', img_size='img_size', victim_backbone='victim_backbone', victim_epochs='victim_epochs',
                      attacks='attacks', eps='eps', gen_epochs='gen_epochs', backbone='backbone', detector_preset='preset',
                      epochs='epochs', adaptive_steps='adaptive_steps', adaptive_eps='adaptive_eps',
-                     victim_grid='victim_grid')
+                     victim_grid='victim_grid', device='device',
+                     strong_steps='strong_steps', strong_restarts='strong_restarts', at_rounds='at_rounds')
 
 PARAMS = dict(
     dataset=None, data_root=None, root=None, img_size=None, preset='quick',
@@ -94,21 +97,24 @@ PARAMS = dict(
     attacks=None, eps=None, eps_sweep=[1 / 255, 2 / 255, 4 / 255, 8 / 255],
     generators=['wgan', 'gan', 'dcgan'], gen_epochs=None, gen_max_images=None, strong_attacks=['cw', 'deepfool', 'autoattack'],
     independent_attacks=['fgsm_ref', 'boundary'],
-    backbone=None, backbones=['tf_efficientnet_lite0', 'tf_efficientnet_lite1', 'tf_efficientnet_lite2', 'resnet18'], pool=0, feature_sources=['backbone', 'victim'], victim_grid=None,
+    backbone=None, backbones=['tf_efficientnet_lite0', 'tf_efficientnet_lite1', 'tf_efficientnet_lite2', 'resnet18'], finetuned_backbones=['resnet18'], pool=0, feature_sources=['backbone', 'victim'], victim_grid=None,
     detectors=['drsn_tvl', 'drsn', 'cnn', 'dnn', 'transformer', 'logreg'], detector_preset=None, epochs=None,
     baselines=['logreg', 'kd_bu', 'lid', 'mahalanobis', 'mahalanobis_pp', 'squeeze', 'dfeat'], adaptive_max_images=8, adaptive_kinds=['pgd'],
     adaptive_steps=None, adaptive_eps=None,
-    seeds=[0], max_images=96, max_images_strong=24, sweep_max_images=None, attack_params={}, out_dir='out', ds_kwargs={})
+    adaptive_eval_images=0, strong_steps=None, strong_restarts=None, at_detectors=['logreg_at', 'drsn_tvl_at'], at_rounds=None, robust_victim=True,
+    seeds=[0], max_images=96, max_images_strong=24, sweep_max_images=None, attack_params={}, out_dir='out', ds_kwargs={}, device=None)
 
 # the one preset table of the experiment: what each preset changes from PARAMS (and so from settings.ini)
 PRESETS = {
-    'quick': dict(victim_epochs=2, gen_epochs=4, backbone='tf_efficientnet_lite0', detector_preset='tuned',
+    'quick': dict(victim_epochs=2, gen_epochs=2, backbone='tf_efficientnet_lite0', detector_preset='tuned',
                   max_images=64, gen_max_images=128, epochs=10, strong_attacks=['cw', 'autoattack'], independent_attacks=['fgsm_ref'],
                   attack_params={'cw': {'steps': 20}}, adaptive_max_images=4, adaptive_steps=5, adaptive_eps=[2 / 255, 8 / 255],
+                  adaptive_eval_images=8, strong_steps=5, strong_restarts=1, at_rounds=1, at_detectors=['logreg_at'], finetuned_backbones=[],
                   backbones=['tf_efficientnet_lite0', 'tf_efficientnet_lite1']),
-    'cpu': dict(img_size=128, victim_epochs=4, victim_max_images=3000, gen_epochs=10, gen_max_images=400, max_images=400,
+    'cpu': dict(img_size=128, victim_epochs=4, victim_max_images=3000, gen_epochs=4, gen_max_images=400, max_images=400,
                 backbone='tf_efficientnet_lite0', detector_preset='tuned', adaptive_steps=10,
-                max_images_strong=64, sweep_max_images=128, epochs=15, adaptive_max_images=24, seeds=[0, 1, 2], strong_attacks=['cw', 'deepfool', 'autoattack'],
+                max_images_strong=64, sweep_max_images=128, epochs=15, adaptive_max_images=24, seeds=[0, 1, 2],
+                adaptive_eval_images=200, strong_steps=50, strong_restarts=2, at_rounds=2, strong_attacks=['cw', 'deepfool', 'autoattack'],
                 independent_attacks=['fgsm_ref', 'boundary'],
                 attack_params={'boundary': {'steps': 100}, 'deepfool': {'steps': 10}, 'cw': {'steps': 30}}),
     'paper': dict(img_size=600, victim_backbone='efficientnet_b7', backbone='efficientnet_b7', victim_epochs=10, gen_epochs=20,
@@ -117,6 +123,7 @@ PRESETS = {
     'gpu': dict(img_size=224, victim_backbone='tf_efficientnet_lite2', victim_epochs=8, gen_epochs=20, gen_max_images=None,
                 backbone='tf_efficientnet_lite0', detector_preset='tuned', epochs=30, seeds=[0, 1, 2], max_images=None,
                 max_images_strong=200, sweep_max_images=400, adaptive_max_images=200, adaptive_steps=50,
+                adaptive_eval_images=200, strong_steps=100, strong_restarts=4, at_rounds=3,
                 backbones=['tf_efficientnet_lite0', 'tf_efficientnet_lite1', 'tf_efficientnet_lite2', 'resnet50']),
 }
 
@@ -150,6 +157,10 @@ def check_params(p: dict) -> dict:
     for k in ('attacks', 'generators', 'strong_attacks', 'independent_attacks'): need(k, p[k], ATTACKS)
     need('backbone', p['backbone'], BACKBONES); need('backbones', p['backbones'], BACKBONES)
     need('detectors', p['detectors'], DETECTORS)
+    if p.get('finetuned_backbones'):
+        import timm
+        bad = [a for a in p['finetuned_backbones'] if a not in timm.list_models(a)]
+        if bad: raise KeyError(f"finetuned_backbones: unknown timm architecture(s) {bad}; valid: any name of timm.list_models(), e.g. resnet18")
     from drsn_tvl.features import FEATURE_SOURCES
     need('feature_sources', p['feature_sources'], FEATURE_SOURCES)
     if not p['feature_sources']: raise ValueError("feature_sources is empty: give at least one of backbone, victim, both")
@@ -158,6 +169,9 @@ def check_params(p: dict) -> dict:
         need('baselines', p['baselines'], DETECTORS)
     for k in p['adaptive_kinds']:
         if k not in ('pgd', 'cw'): raise KeyError(f"adaptive_kinds: unknown value {k!r}; valid values: cw, pgd")
+    if p['at_detectors']:
+        from drsn_tvl.baselines import AT_DETECTORS
+        need('at_detectors', p['at_detectors'], AT_DETECTORS)
     if not p['attacks'] and not p['generators']: raise ValueError("attacks and generators are both empty: nothing to detect")
     if not 0 < float(p['eps']) <= 1: raise ValueError(f"eps must lie in (0, 1], got {p['eps']}")
     for a, kw in (p.get('attack_params') or {}).items():      # names and values of per-attack parameters
@@ -171,7 +185,7 @@ def stage_victim(p):
     from drsn_tvl.victim import train_victim
     return train_victim(p['dataset'], backbone=p['victim_backbone'], img_size=p['img_size'], epochs=p['victim_epochs'],
                         root=p['root'], data_root=p['data_root'], seed=p['seeds'][0], progress=False,
-                        max_train=p.get('victim_max_images'), **p['ds_kwargs'])
+                        max_train=p.get('victim_max_images'), device=p['device'], **p['ds_kwargs'])
 
 # %% ../nbs/09_experiments.ipynb #1c8d066e
 def stage_generators(p, victim) -> dict:
@@ -203,7 +217,7 @@ def stage_adversarial(p, victim, attacks, splits=SPLITS, eps=None, n_max=None):
               for a in attacks}
     n_max = p['max_images'] if n_max is None else n_max
     return {s: build_adversarial_set(victim, s, attacks=list(attacks), params=params, n_max=n_max, seed=p['seeds'][0],
-                                     progress=False) for s in splits}
+                                     progress=False, device=p['device']) for s in splits}
 
 # %% ../nbs/09_experiments.ipynb #903c1601
 _EXTRACTORS: dict = {}
@@ -223,7 +237,8 @@ def stage_features(p, images: torch.Tensor, backbone=None, source: str = 'backbo
     "Feature maps (N×C×h×w float32) of [0,1] images from feature source `source` (`extractor_for`; cached fp16 shards)."
     from drsn_tvl.features import extract_features
     if len(images) == 0: raise ValueError("no images to extract features from")
-    fs = extract_features((images, np.zeros(len(images), np.int64)), extractor=extractor_for(p, backbone, source, victim), progress=False)
+    fs = extract_features((images, np.zeros(len(images), np.int64)), extractor=extractor_for(p, backbone, source, victim), progress=False,
+                          device=p['device'])
     return torch.from_numpy(np.asarray(fs.maps[:], dtype=np.float32))
 
 # %% ../nbs/09_experiments.ipynb #40a5e0b9
@@ -248,8 +263,10 @@ def detection_data(p, asets: dict, attacks, backbone=None, task='detect', attack
 # %% ../nbs/09_experiments.ipynb #a84f3c06
 def fit_and_score(p, name, data: dict, seed: int, **kw) -> tuple:
     "Fit detector `name` on data['train'] (valid for selection and threshold); returns (detector, test metrics)."
-    from drsn_tvl.model import fit_detector, evaluate
+    from drsn_tvl.model import DETECTORS, fit_detector, evaluate
+    from drsn_tvl.core import resolve_device
     seed_everything(seed)
+    if DETECTORS[name].neural: kw.setdefault('device', resolve_device(p['device'], '[data] device'))   # sklearn baselines run where they run
     det = fit_detector(name, data['train'], data['valid'], seed=seed, epochs=p['epochs'], preset=p['detector_preset'],
                        progress=False, **kw)
     return det, evaluate(det, data['test'])
@@ -293,47 +310,86 @@ def table_detectors(p, data, on_fit=None) -> tuple:
     t8 = t67.loc[[d for d in ('drsn', 'drsn_tvl') if d in t67.index]]
     return t67, t8, pd.DataFrame(cplx).set_index('detector'), fitted, pd.DataFrame(rows)
 
+# %% ../nbs/09_experiments.ipynb #1b42649c
+BASELINE = 'logreg'      # the simplest detector: a logistic regression on the pooled features of the same source, same rows
+GEN_MIN_TRAIN = 200      # kept generator examples in train below which a Tables 2-3 row says it rests on too few
+
+def baseline_cols(m: dict) -> dict:
+    "The simplest baseline's AUROC and TPR at 5 % FPR from its metrics `m`, as the columns every detection table carries beside its detector."
+    return {f'{BASELINE} {k}': m[k] for k in ('auroc', 'tpr_at_fpr') if k in m}
+
+
 # %% ../nbs/09_experiments.ipynb #d7f9a8f5
 def table_generators(p, asets, main_data, source: str = 'backbone', victim=None) -> pd.DataFrame:
-    "Tables 2-3: DRSN-TVL trained on clean vs each generator's examples; scored on that generator's test set and on the standard attacks'."
-    rows = []
+    "Tables 2-3: DRSN-TVL trained on clean vs each generator's examples, scored on that generator's test set and on the standard attacks'; the logistic-regression baseline on the same rows beside it; the kept examples per split, and a note where train holds fewer than `GEN_MIN_TRAIN`."
+    from drsn_tvl.model import evaluate
+    rows, counts = [], {}
     for g in p['generators']:
         try: data = detection_data(p, asets, [g], source=source, victim=victim)
         except ValueError as e:   # the generator fooled the victim on no image of some split: nothing to train on
             rows.append(dict(generator=g, seed=p['seeds'][0], note=str(e)[:120])); continue
+        counts[g] = {f'kept {s}': int((d.y != 0).sum()) for s, d in data.items()}
         for seed in p['seeds']:
             det, m = fit_and_score(p, 'drsn_tvl', data, seed)
-            from drsn_tvl.model import evaluate
+            _, mb = fit_and_score(p, BASELINE, data, seed)
             cross = evaluate(det, main_data['test'])
             rows.append(dict(generator=g, seed=seed, **{k: m[k] for k in METRICS if k in m},
-                             acc_on_standard_attacks=cross['accuracy']))
+                             acc_on_standard_attacks=cross['accuracy'], **baseline_cols(mb)))
     df = pd.DataFrame(rows)
     ok = [r for r in rows if 'note' not in r]
     t = summarise(ok, 'generator') if ok else pd.DataFrame(index=pd.Index([], name='generator'))
-    if ok: t['acc_on_standard_attacks'] = (df.dropna(subset=['accuracy']).groupby('generator', sort=False)['acc_on_standard_attacks'].mean() * 100).round(2)
+    if ok:
+        g = df.dropna(subset=['accuracy']).groupby('generator', sort=False)
+        t['acc_on_standard_attacks'] = (g['acc_on_standard_attacks'].mean() * 100).round(2)
+        for c in baseline_cols({'auroc': 0, 'tpr_at_fpr': 0}): t[c] = (g[c].mean() * 100).round(2)
+        for k, v in pd.DataFrame(counts).T.items(): t[k] = v
     for r in rows:
         if 'note' in r: t.loc[r['generator'], 'note'] = r['note']
+    for gname, c in counts.items():
+        if c.get('kept train', 0) < GEN_MIN_TRAIN:
+            t.loc[gname, 'note'] = f"only {c['kept train']} kept generator examples in train (< {GEN_MIN_TRAIN}): a row on few examples"
     return t
 
+
 # %% ../nbs/09_experiments.ipynb #3dd52aed
+def finetuned_model(p, arch: str):
+    "Comparison architecture `arch` trained on the run's dataset with the victim's recipe (epochs, images, seed; cached by `train_victim`): a victim-like model whose own stage maps and logits (feature source `victim`) are its features in Tables 4-5."
+    from drsn_tvl.victim import train_victim
+    with warnings.catch_warnings():     # offline, most comparison architectures have no weights: trained from random init, the table's `weights` says so
+        warnings.filterwarnings('ignore', message=r'(?s).*NO PRETRAINED WEIGHTS AVAILABLE')
+        return train_victim(p['dataset'], backbone=arch, img_size=p['img_size'], epochs=p['victim_epochs'], root=p['root'],
+                            data_root=p['data_root'], seed=p['seeds'][0], progress=False, max_train=p.get('victim_max_images'),
+                            device=p['device'], **p['ds_kwargs'])
+
 def table_backbones(p, asets, attacks) -> pd.DataFrame:
-    "Tables 4-5: DRSN-TVL on the frozen features of each backbone, with each row's weight source; rows at chance (random weights offline, or AUROC < 60 %) are marked in `note`."
-    rows = []
+    "Tables 4-5: DRSN-TVL on the frozen features of each backbone of `backbones`, and on the features of each architecture of `finetuned_backbones` trained on the dataset (`finetuned_model`); each row's weight source; rows at chance (random weights offline, or AUROC < 60 %) are marked in `note`."
+    rows, weights = [], {}
     for b in p['backbones']:
         data = detection_data(p, asets, attacks, backbone=b)
+        weights[b] = f"frozen, {extractor_for(p, b).source}"
         for seed in p['seeds']:
             _, m = fit_and_score(p, 'drsn_tvl', data, seed)
             rows.append(dict(backbone=b, seed=seed, **{k: m[k] for k in METRICS if k in m}))
+    for arch in p.get('finetuned_backbones') or []:
+        model, name = finetuned_model(p, arch), f'{arch} (fine-tuned)'
+        acc = model.meta.get('test', {}).get('accuracy', float('nan'))
+        weights[name] = (f"trained on {p['dataset']} ({p['victim_epochs']} epochs from {model.source}), clean test accuracy "
+                         f"{100 * acc:.1f} %; its stage maps and logits")
+        data = detection_data(p, asets, attacks, source='victim', victim=model)
+        for seed in p['seeds']:
+            _, m = fit_and_score(p, 'drsn_tvl', data, seed)
+            rows.append(dict(backbone=name, seed=seed, **{k: m[k] for k in METRICS if k in m}))
     t = summarise(rows, 'backbone')
-    t['weights'] = [extractor_for(p, b).source for b in t.index]
+    t['weights'] = [weights[b] for b in t.index]
     auroc = pd.DataFrame(rows).groupby('backbone', sort=False)['auroc'].mean()
-    t['note'] = ['random weights: at chance by construction, not a result' if str(w).startswith('random')
+    t['note'] = ['random weights: at chance by construction, not a result' if str(w).startswith('frozen, random')
                  else 'at chance (AUROC < 60 %)' if auroc[b] < 0.6 else '' for b, w in zip(t.index, t['weights'])]
     return t
 
+
 # %% ../nbs/09_experiments.ipynb #112c0bb6
-def table_unseen(p, det, asets_test, attacks, source: str = 'backbone', victim=None) -> pd.DataFrame:
-    "Tables 10-11: a detector trained on the standard attacks, scored on balanced clean vs unseen-attack test sets."
+def table_unseen(p, det, asets_test, attacks, source: str = 'backbone', victim=None, baseline=None) -> pd.DataFrame:
+    "Tables 10-11: a detector trained on the standard attacks, scored on balanced clean vs unseen-attack test sets (AUROC, and TPR at the 5 %-FPR threshold set on valid); the fitted `baseline` (the logistic regression on the same features and rows) beside it."
     from drsn_tvl.model import evaluate
     rows = []
     for a in attacks:
@@ -344,8 +400,10 @@ def table_unseen(p, det, asets_test, attacks, source: str = 'backbone', victim=N
         st = asets_test.stats.set_index('attack').loc[a]
         rows.append(dict(attack=a, n=len(data['test']), success_rate=round(100 * st['success_rate'], 1),
                          linf_255=round(255 * st['linf_mean'], 2), l2=round(st['l2_mean'], 3),
-                         **{k: round(100 * m[k], 2) for k in ('accuracy', 'f1', 'auroc', 'tpr_at_fpr') if k in m}))
+                         **{k: round(100 * m[k], 2) for k in ('accuracy', 'f1', 'auroc', 'tpr_at_fpr') if k in m},
+                         **({k: round(100 * v, 2) for k, v in baseline_cols(evaluate(baseline, data['test'])).items()} if baseline is not None else {})))
     return pd.DataFrame(rows).set_index('attack')
+
 
 # %% ../nbs/09_experiments.ipynb #b6beca76
 def plot_roc(fitted: dict, data, title=''):
@@ -439,6 +497,13 @@ def summary_md(p: dict, tables: dict, figs: list, victim_accuracy=None, detector
             cell = lambda d: f"AUROC {st.loc[d, 'all auroc']}, TPR@5 %FPR {st.loc[d, 'all tpr_at_fpr']}, clean FPR {st.loc[d, 'clean fpr']}"
             L += [f"- **Beside the simplest baseline, same rows** (`table_beyond_static`, attacks {list(p['attacks'])}, in %{note}): "
                   f"`{best}` {cell(best)}; `{base}` {cell(base)}."]
+    un = [t for t in (tables.get('table_10'), tables.get('table_11')) if t is not None and 'tpr_at_fpr' in t]
+    if un:
+        u = pd.concat(un).dropna(subset=['tpr_at_fpr'])
+        base = f'{BASELINE} tpr_at_fpr'
+        L += [f"- **Attacks not seen in training** (Tables 10-11, TPR at the 5 %-FPR threshold of valid, in %; n per attack in the tables): "
+              + '; '.join(f"{a} {r['tpr_at_fpr']:g}" + (f" ({BASELINE} {r[base]:g})" if base in u and not pd.isna(r[base]) else '')
+                          for a, r in u.iterrows()) + '.']
     ad = tables.get('table_beyond_adaptive')
     if ad is not None and len(ad):
         a = ad.reset_index() if 'detector' not in ad.columns else ad
@@ -447,6 +512,17 @@ def summary_md(p: dict, tables: dict, figs: list, victim_accuracy=None, detector
                  for r in a.itertuples()]
         L += [f"- **Detector-aware attacker** (`table_beyond_adaptive`, `{a['detector'].iloc[0]}`, n = {a['n'].max()} test images): "
               + '; '.join(parts) + '.']
+    sg = tables.get('table_beyond_strong')
+    if sg is not None and len(sg):
+        g = sg.reset_index()
+        e0 = g['eps_255'].min(); g = g[g['eps_255'] == e0]
+        top = g[g['attack'] == 'adaptive strongest']
+        rv = g[g['detector'].str.startswith('robust victim')]
+        L += [f"- **Strongest detector-aware attacker** (`table_beyond_strong`, eps {e0:g}/255, n = {int(top['n'].max()) if len(top) else 0} "
+              "test images; TPR at the 5 %-FPR threshold of valid, 95 % interval): "
+              + '; '.join(f"`{r.detector}` detected {r.detected:g} % [{r.detected_lo:g}-{r.detected_hi:g}], evades both {r.evades_both:g} %"
+                          for r in top.itertuples())
+              + (f"; the PGD-trained victim keeps {rv['robust_acc'].iloc[0]:g} % robust accuracy at eps/2 (Tramèr's bound)" if len(rv) and 'robust_acc' in rv else '') + '.']
     if figs: L += ["- **Figures** (PNG beside this report): " + ', '.join(f"[{f}]({f}.png)" for f in figs) + '.']
     L += [f"- **Detector** `detector.pt` (the best detector with its CLAHE setting and feature extractor): "
           "`drsn-tvl detect --detector <this folder>/detector.pt IMAGES...`", ""]
@@ -598,7 +674,8 @@ def run_detector_stages(r: Run, ctx: dict) -> dict:
                                         index=[det_id.name]), r.caption(ident, f"Identify task (clean + {len(main)} attack classes, macro metrics), {src} features, in %"))
         r.fig('confusion_identify', plot_confusion(m_id['confusion'], ident['test'].classes, f"{det_id.name}: identify, test"))
     r.tick('identify', f"{len(main) + 1} classes" if multi else 'skipped (no multi-class detector in detectors)')
-    return dict(ctx, data=data, best=best, source=src, fitted=fitted)
+    base = fitted[BASELINE][0] if BASELINE in fitted else fit_and_score(p, BASELINE, data, p['seeds'][0])[0]
+    return dict(ctx, data=data, best=best, source=src, fitted=fitted, baseline=base)
 
 
 # %% ../nbs/09_experiments.ipynb #0672ef2b
@@ -609,16 +686,61 @@ def run_paper_tables(r: Run, ctx: dict):
         r.emit('table_2_3', table_generators(p, ctx['asets'], data, ctx['source'], ctx['victim']),
                r.caption(data, f"DRSN-TVL trained on clean vs one generator, scored on that generator (and on the standard attacks), {ctx['source']} features, in %"))
     r.tick('generators table', f"{len(p['generators']) * len(p['seeds'])} detectors fitted" if p['generators'] else 'skipped')
-    if len(p['backbones']) > 1 or p['backbones'][0] != p['backbone']:
-        r.emit('table_4_5', table_backbones(p, ctx['asets'], ctx['main']), r.caption(data, 'DRSN-TVL on the features of each backbone, in %'))
-    r.tick('backbones table', f"{len(p['backbones'])} backbones" if 'table_4_5' in r.tables else 'skipped')
+    if len(p['backbones']) > 1 or p['backbones'][0] != p['backbone'] or p.get('finetuned_backbones'):
+        r.emit('table_4_5', table_backbones(p, ctx['asets'], ctx['main']), r.caption(data, 'DRSN-TVL on the features of each backbone (frozen with its weights, or a comparison architecture trained on the dataset), in %'))
+    r.tick('backbones table', f"{len(p['backbones']) + len(p.get('finetuned_backbones') or [])} backbones" if 'table_4_5' in r.tables else 'skipped')
     if ctx['unseen']:
         for name, group in (('table_10', p['strong_attacks']), ('table_11', p['independent_attacks'])):
-            if group: r.emit(name, table_unseen(p, best, ctx['test_unseen'], group, ctx['source'], ctx['victim']),
+            if group: r.emit(name, table_unseen(p, best, ctx['test_unseen'], group, ctx['source'], ctx['victim'], ctx.get('baseline')),
                              r.caption(data, f"{best.name} (seed {p['seeds'][0]}) trained on {ctx['main']}, scored on balanced clean vs "
                                              f"unseen-attack test sets of at most {p['max_images_strong']} images (n per attack in the "
-                                             f"table; eps for L∞ attacks); in %"))
+                                             f"table; eps for L∞ attacks), {BASELINE} on the same features and rows beside it; in %"))
     r.tick('unseen tables', f"{len(ctx['unseen'])} unseen attacks scored")
+
+# %% ../nbs/09_experiments.ipynb #14c0b903
+def run_strong_adaptive(r: Run, ctx: dict, fx, fitted: dict):
+    "The strong detector-aware evaluation (08_baselines, Tramèr et al. 2020): the adversarially trained detectors of `at_detectors` beside the fitted ones, the robust victim's bound, static vs adaptive PGD (`strong_steps` × `strong_restarts`, every objective, the strongest per image) on at most `adaptive_eval_images` correctly classified test images, and the no-masking check."
+    from drsn_tvl.baselines import (baseline_config, classic_table, beyond_adaptive_table, plot_beyond, train_robust_victim,
+                                    success_vs_eps, ROBUST_ROW)
+    from drsn_tvl.model import DetectionPipeline
+    p, data = r.p, ctx['data']
+    bcfg = baseline_config(strong_steps=p['strong_steps'], strong_restarts=p['strong_restarts'], at_rounds=p['at_rounds'],
+                           adaptive_eps=p['adaptive_eps'], seed=p['seeds'][0])
+    keep = dict.fromkeys([ctx['best'].name, 'drsn_tvl', BASELINE])        # the strong attack is costly: the picked detector, the paper's, the simplest
+    dets = {k: fitted[k] for k in keep if k in fitted}
+    if p['at_detectors']:
+        r.say(f"adversarial training of {p['at_detectors']} ({bcfg.at_rounds} rounds)")
+        _, fit_at = classic_table(ctx['victim'], fx, ctx['asets'], detectors=p['at_detectors'], attacks=list(p['attacks']),
+                                  seed=p['seeds'][0], fit_kw=dict(preset=p['detector_preset'], epochs=p['epochs']), cfg=bcfg,
+                                  at_kw=dict(ckpt_dir=str(r.out / '.adv_training'), progress=False))
+        dets.update({k: v for k, v in fit_at.items() if k in p['at_detectors']})
+    rv = None
+    if p['robust_victim']:
+        r.say("PGD training of the robust victim (eps/2)")
+        rv = train_robust_victim(ctx['victim'], ctx['asets']['train'], None, valid=ctx['asets']['valid'], cfg=bcfg)
+    r.say(f"strong adaptive attack on {len(dets)} detectors")
+    bt, _ = beyond_adaptive_table(ctx['victim'], fx, dets, ctx['asets']['test'], robust_victim=rv,
+                                  n_max=p['adaptive_eval_images'], seed=p['seeds'][0], cfg=bcfg)
+    rate = lambda c: c.removesuffix('_lo').removesuffix('_hi') in ('attack_success', 'detected', 'evades_both', 'clean_fpr',
+                                                                   'detector_robust_acc', 'bound_robust_acc', 'clean_acc', 'robust_acc')
+    r.emit('table_beyond_strong', bt.assign(**{c: (bt[c] * 100).round(1) for c in bt.columns if rate(c)}),
+           r.caption(data, f"Not in the paper: the strong detector-aware evaluation (Tramèr et al. 2020): static PGD vs adaptive PGD with "
+                           f"{bcfg.strong_steps} steps × {bcfg.strong_restarts} restarts, objectives {list(bcfg.strong_variants)} (selective / "
+                           f"orthogonal: Bryniarski et al. 2022) and the per-image strongest, BPDA through CLAHE and 8-bit rounding; the *_at "
+                           f"detectors are adversarially trained against a weaker joint PGD ({bcfg.at_steps} steps, {bcfg.at_rounds} rounds); "
+                           f"n correctly classified test images (at most {p['adaptive_eval_images']}); detected = TPR at the 5 %-FPR threshold of "
+                           f"the valid clean rows; [_lo, _hi] 95 % Wilson intervals; {ROBUST_ROW}: the victim PGD-trained at eps/2, whose robust "
+                           f"accuracy bounds a detector's (Tramèr 2022), exceeds_bound flags a detector above it; in %"))
+    r.fig('beyond_strong', plot_beyond(bt, f"{p['dataset']}: detection under static and the strongest adaptive attack"))
+    check = next((d for d in reversed(p['at_detectors']) if d in dets), ctx['best'].name)
+    aset = ctx['asets']['test']
+    n = min(64, p['adaptive_eval_images'])
+    mt = success_vs_eps(ctx['victim'], DetectionPipeline(dets[check], extractor=fx, clahe=False, img_size=p['img_size']),
+                        aset.images(None)[:n], torch.as_tensor(aset.labels)[:n], variant='orthogonal', cfg=bcfg.replace(strong_restarts=1))
+    r.emit('table_beyond_masking', mt.drop(columns='variant', errors='ignore').assign(**{c: (mt[c] * 100).round(1) for c in mt.columns if rate(c)}),
+           r.caption(data, f"Not in the paper: no-gradient-masking check, orthogonal adaptive PGD against {check} on at most {n} test "
+                           "images: attack success and evades-both must approach 100 % as eps grows; in %"))
+
 
 # %% ../nbs/09_experiments.ipynb #5be9b078
 def run_beyond(r: Run, ctx: dict):
@@ -645,6 +767,7 @@ def run_beyond(r: Run, ctx: dict):
                                f"detector logit, BPDA through CLAHE/non-differentiable steps) on at most {p['adaptive_max_images']} "
                                f"correctly classified test images; rates in %, threshold at 5 % clean FPR on valid"))
         r.fig('adaptive', plot_adaptive(at, f"{p['dataset']}: evades victim and detector"))
+    if p['adaptive_eval_images']: run_strong_adaptive(r, ctx, fx, fitted_b)
     r.tick('adaptive attack', f"{len(p['adaptive_eps'] or []) * len(p['adaptive_kinds'])} budgets × attacks" if p['adaptive_max_images'] else 'skipped')
 
 # %% ../nbs/09_experiments.ipynb #9ee5203d
@@ -656,14 +779,15 @@ def run_eps_sweep(r: Run, ctx: dict):
         for k, e in enumerate(p['eps_sweep']):
             r.say(f"eps sweep: {k}/{len(p['eps_sweep'])} budgets done, next eps {e * 255:g}/255")
             sw = stage_adversarial(p, ctx['victim'], list(p['attacks']), ('test',), eps=e, n_max=p.get('sweep_max_images') or p['max_images'])['test']
-            t = table_unseen(p, best, sw, list(p['attacks']), ctx['source'], ctx['victim'])
+            t = table_unseen(p, best, sw, list(p['attacks']), ctx['source'], ctx['victim'], ctx.get('baseline'))
             for a, row in t.iterrows():
                 rows.append(dict(attack=a, eps_255=round(e * 255, 2), detected=row.get('tpr_at_fpr', np.nan) / 100,
+                                 **{f'{BASELINE} detected': row.get(f'{BASELINE} tpr_at_fpr', np.nan) / 100},
                                  success_rate=sw.stats.set_index('attack').loc[a, 'success_rate']))
         sweep = pd.DataFrame(rows)
         r.emit('eps_sweep', sweep.set_index(['attack', 'eps_255']).round(4),
                r.caption(ctx['data'], f"Detection (TPR at the 5 %-FPR threshold of valid) by {best.name} (seed {p['seeds'][0]}, trained at the "
-                                      f"eps below) against the test attacks' eps 1-8/255"))
+                                      f"eps below) against the test attacks' eps 1-8/255; {BASELINE} detected: the logistic-regression baseline, same rows"))
         r.fig('eps_sweep', plot_eps_sweep(sweep, f"{p['dataset']}: {best.name} vs eps"))
     r.tick('eps sweep', f"{len(p['eps_sweep'])} budgets")
 
@@ -714,7 +838,7 @@ def experiment_notebook() -> Path:
 
 # %% ../nbs/09_experiments.ipynb #1186a920
 def _parse_kv(pairs) -> dict:
-    "`-p KEY VALUE` pairs → typed parameters (lists for list parameters, JSON for `ds_kwargs`, `none` → None)."
+    "`-p KEY VALUE` pairs → typed parameters (lists for list parameters, `[]` or an empty value → an empty list, JSON for `ds_kwargs`, `none` → None: the default)."
     from drsn_tvl.core import parse_value
     out = {}
     for k, v in pairs or []:
@@ -724,6 +848,7 @@ def _parse_kv(pairs) -> dict:
             except json.JSONDecodeError: val = None
             if not isinstance(val, dict): raise ValueError(f"{k}: expected a JSON object such as '{{\"flag\": \"retinamnist\"}}', got {v!r}")
         elif str(v).lower() in ('none', 'null'): val = None
+        elif isinstance(PARAMS[k], list) and str(v).strip() in ('', '[]'): val = []
         else:
             val = parse_value(v)
             default = PARAMS[k] if PARAMS[k] is not None or k not in FROM_SETTINGS else get_settings()[FROM_SETTINGS[k]]

@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .core import (CacheMismatch, CorruptCache, FeatureError, ImageSizeError, StageConfig, atomic_write,
-                           file_lock, file_sha256, model_fingerprint, settings_hash)
+from .core import (DEVICES, CacheMismatch, CorruptCache, FeatureError, ImageSizeError, StageConfig, atomic_write, barrier,
+                           init_distributed, resolve_device, file_lock, file_sha256, model_fingerprint, settings_hash)
 from .data import MedicalDataset, to_tensor
 from .victim import create_backbone
 
@@ -31,7 +31,7 @@ __all__ = ['BACKBONES', 'FEATURE_SOURCES', 'FEATURE_FORMAT', 'BackboneSpec', 're
            'FeatureConfig', 'get_backbone', 'backbone_layers', 'resolve_layer', 'FeatureExtractor', 'min_input_size',
            'feature_shapes', 'backbone_table', 'create_extractor', 'victim_taps', 'SourceExtractor', 'ArraySource',
            'as_source', 'source_fingerprint', 'open_npy', 'ShardedArray', 'FeatureSet', 'load_features',
-           'init_distributed', 'default_device', 'to_fp16', 'batch_features', 'extractor_maps', 'extract_features']
+           'default_device', 'to_fp16', 'batch_features', 'extractor_maps', 'extract_features']
 
 # %% ../nbs/06_features.ipynb #a3d35cb7
 @dataclass(frozen=True)
@@ -95,6 +95,7 @@ class FeatureConfig(StageConfig):
     feature_source: str = 'backbone'               # backbone (the paper), victim (the victim's own maps + logits), both
     victim_grid: int = 4                           # victim / both: every map is average-pooled (or resized) to grid×grid
     victim_layers: tuple[str, ...] = ('stages', 'logits')   # the victim's taps: stages, stageK, final, logits, module names
+    device: str = 'auto'                           # [data] device: where the backbone runs (auto, cpu, cuda, mps; bf16 autocast on a GPU)
 
     def check(self):
         _lookup_backbone(self.backbone)            # KeyError listing the registered backbones
@@ -105,6 +106,7 @@ class FeatureConfig(StageConfig):
             v = getattr(self, k)
             if v < lo: raise FeatureError(f"[{'data' if k == 'num_workers' else 'features'}] {k} must be >= {lo}{why}, got {v}")
         if not self.victim_layers: raise FeatureError("[features] victim_layers is empty; e.g. stages, logits")
+        if str(self.device).lower() not in DEVICES: raise FeatureError(f"setting [data] device = {self.device!r}: expected one of {', '.join(DEVICES)}")
 
     @property
     def spec(self) -> BackboneSpec: return BACKBONES[self.backbone]
@@ -630,24 +632,12 @@ def load_features(path, verify: str | None = 'size') -> FeatureSet:
     return FeatureSet(path, verify)
 
 # %% ../nbs/06_features.ipynb #a0c995ca
-def init_distributed(timeout_s: float = 6 * 3600) -> tuple:
-    "(rank, world size); initialises torch.distributed (gloo) from torchrun/accelerate env vars if needed."
-    import torch.distributed as dist
-    if not dist.is_available(): return 0, 1
-    if not dist.is_initialized() and int(os.environ.get('WORLD_SIZE', '1')) > 1:
-        dist.init_process_group('gloo', timeout=timedelta(seconds=timeout_s))
-    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
-
-# %% ../nbs/06_features.ipynb #d578236b
-def _barrier():
-    import torch.distributed as dist
-    if dist.is_available() and dist.is_initialized(): dist.barrier()
-
-# %% ../nbs/06_features.ipynb #ded687e0
+# torchrun helpers shared by every data-parallel stage live in 00_core: `init_distributed(device)` (gloo, NCCL for CUDA
+# tensors), `barrier()`, `resolve_device(device)`; 06 keeps the name it always exported
 def default_device() -> torch.device:
-    "cuda:LOCAL_RANK when a GPU is present, else the CPU."
-    if torch.cuda.is_available(): return torch.device('cuda', int(os.environ.get('LOCAL_RANK', 0)) % torch.cuda.device_count())
-    return torch.device('cpu')
+    "The device of the `auto` setting: cuda:LOCAL_RANK when a GPU is present, else mps, else the CPU (`core.resolve_device`)."
+    return resolve_device('auto')
+
 
 # %% ../nbs/06_features.ipynb #351f85f3
 def to_fp16(t: torch.Tensor, what: str = 'features') -> np.ndarray:
@@ -736,8 +726,8 @@ def extract_features(source, backbone: str | None = None, layer: str | None = No
     else:                                                                      # the victim's maps: one blank forward pass
         if extractor is None: extractor = create_extractor(cfg=cfg, victim=victim, pretrained=pretrained)   # names victim= if missing
         shapes = extractor.shapes(tuple(x0.shape[1:]))
-    rank, world = init_distributed()
-    device = torch.device(device) if device is not None else default_device()
+    device = device if isinstance(device, torch.device) else resolve_device(device if device is not None else cfg.device)
+    rank, world = init_distributed(device)
     if device.type == 'cuda': torch.cuda.set_device(device)   # an NCCL group's barriers use the current device
     amp = device.type == 'cuda' if amp is None else bool(amp)
     if extractor is None: extractor = _build_extractor(cfg, pretrained)
@@ -761,7 +751,7 @@ def extract_features(source, backbone: str | None = None, layer: str | None = No
     with file_lock(d / 'manifest.json') if world == 1 else contextlib.nullcontext():
         # 1. an existing cache: the same key is reused or resumed, another key is refused (or wiped with overwrite=True).
         #    Barriers around the read: every rank sees the same state, so every rank takes the same branch.
-        _barrier()
+        barrier()
         old = _read_json(d / 'manifest.json') or _read_json(d / 'settings.json')
         if old is None and d.is_dir() and any(d.glob('shard-*')):
             old = dict(key=None, why='shard files of unknown origin, no settings.json')
@@ -769,7 +759,7 @@ def extract_features(source, backbone: str | None = None, layer: str | None = No
         if old is not None and old.get('key') != meta['key'] and not overwrite:
             raise CacheMismatch(f"{d} holds features computed with other settings ({old.get('why') or _diff(meta, old)}); "
                                 f"pass overwrite=True to recompute, or choose another out=")
-        _barrier()
+        barrier()
         if hit:
             try: return load_features(d)
             except CorruptCache as e:
@@ -779,7 +769,7 @@ def extract_features(source, backbone: str | None = None, layer: str | None = No
             if old is not None and old.get('key') != meta['key']: _clear_cache(d)
             d.mkdir(parents=True, exist_ok=True)
             if not (d / 'settings.json').is_file(): _write_json(d / 'settings.json', meta)
-        _barrier()
+        barrier()
         # 2. this rank's shards: skip recorded ones (checking their files), resume partial ones
         nsh = math.ceil(n / ss); todo, writers = [], {}
         for s in range(rank, nsh, world):
@@ -815,7 +805,7 @@ def extract_features(source, backbone: str | None = None, layer: str | None = No
         finally:
             for w in open_w.values(): w.close()
         # 4. every rank done: rank 0 checks all shard records and writes the manifest
-        _barrier()
+        barrier()
         if rank == 0:
             recs = []
             for s in range(nsh):
@@ -823,6 +813,6 @@ def extract_features(source, backbone: str | None = None, layer: str | None = No
                 if rec is None or rec.get('key') != meta['key']: raise CorruptCache(f"{d}: shard {s} has no valid record after extraction")
                 recs.append(rec)
             _write_json(d / 'manifest.json', {**meta, 'shards': recs, 'versions': dict(torch=torch.__version__, timm=timm.__version__)})
-        _barrier()
+        barrier()
         return load_features(d)
 

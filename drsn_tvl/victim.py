@@ -17,8 +17,8 @@ import timm
 import torch
 from torch import nn
 
-from .core import (CorruptFile, StageConfig, atomic_write, check_file, device_of, drop_entry, file_lock, read_json,
-                           safe_load, seed_everything, settings_hash, write_checked)
+from .core import (DEVICES, CorruptFile, StageConfig, atomic_write, barrier, check_file, device_of, drop_entry, file_lock,
+                           init_distributed, read_json, resolve_device, safe_load, seed_everything, settings_hash, write_checked)
 from .data import get_splits, load_arrays
 from .clahe import CLAHE
 
@@ -173,9 +173,11 @@ class VictimConfig(StageConfig):
     root: str | None = None             # the dataset's own folder (default: found under data_root)
     ds_kwargs: dict = field(default_factory=dict)   # the dataset's keyword arguments (e.g. n for synthetic)
     max_train: int | None = None        # train on a seeded subset of at most this many images
+    device: str = 'auto'                # [data] device: where the victim trains (bf16 autocast on a GPU); not part of its identity
 
     def check(self):
         _recipe(self.victim_preset)
+        if str(self.device).lower() not in DEVICES: raise ValueError(f"setting [data] device = {self.device!r}: expected one of {', '.join(DEVICES)}")
         if self.clahe_stage not in ('before_attack', 'after_attack'):
             raise ValueError(f"clahe_stage must be 'before_attack' or 'after_attack', got {self.clahe_stage!r}")
         if self.victim_epochs < 1: raise ValueError(f"[victim] victim_epochs must be >= 1, got {self.victim_epochs}")
@@ -241,67 +243,98 @@ def _cached_victim(pt):
         for p in (pt, pt.with_suffix('.json')): drop_entry(p)
         return None
 
-def _fit_victim(cfg, rec, key, splits, arrays, pt, js, cache, progress) -> Victim:
-    "Fine-tune the victim with fastai's `Learner` (seeded by `cfg.seed`); write it and its meta with checksum records."
+def _ddp_ctx(learn, dev):
+    "fastai's data-parallel context: `Learner.distrib_ctx` on a GPU; on the CPU (gloo) the same trainer, with `DistributedDL`'s index broadcast kept on the CPU (fastai's moves it to CUDA)."
+    import fastai.distributed as fd                 # needs accelerate
+    if dev.type == 'cuda': return learn.distrib_ctx(sync_bn=False)
+    class CpuDL(fd.DistributedDL):
+        def _broadcast(self, t, rank):
+            t = torch.tensor(t, dtype=torch.long); torch.distributed.broadcast(t, rank); return t.tolist()
+    class CpuTrainer(fd.DistributedTrainer):
+        def _wrap_dl(self, dl): return dl if isinstance(dl, fd.DistributedDL) else CpuDL(dl, device=self.learn.model.device)
+    @contextlib.contextmanager
+    def ctx():
+        cb = CpuTrainer(sync_bn=False, cpu=True); learn.add_cb(cb)
+        try: yield learn
+        finally: learn.remove_cb(cb)
+    return ctx()
+
+def _fit_victim(cfg, rec, key, splits, arrays, pt, js, cache, progress, dev=None, rank=0, world=1) -> Victim:
+    "Fine-tune the victim with fastai's `Learner` on `dev` (seeded by `cfg.seed`; bf16 autocast on a GPU; DDP via `distrib_ctx` when `world` > 1); rank 0 writes it and its meta with checksum records."
     from fastai.data.core import DataLoaders
     from fastai.learner import Learner
     from fastai.metrics import accuracy
-    import fastai.callback.schedule  # noqa: F401  (adds fit_one_cycle / fine_tune to Learner)
+    import fastai.callback.schedule, fastai.callback.fp16  # noqa: F401  (fit_one_cycle / fine_tune, to_bf16 / to_fp16)
+    dev = torch.device('cpu') if dev is None else dev
     seed_everything(cfg.seed)
     classes = splits['train'].classes
-    model = Victim(cfg.victim_backbone, len(classes), cfg.victim_pretrained, rec['weights'], cfg.victim_dropout)
+    model = Victim(cfg.victim_backbone, len(classes), cfg.victim_pretrained, rec['weights'], cfg.victim_dropout).to(dev)
     dls = DataLoaders.from_dsets(_U8Dataset(*arrays['train']), _U8Dataset(*arrays['valid']), bs=cfg.victim_batch_size,
-                                 shuffle=True, num_workers=0, device=device_of(model))
+                                 shuffle=True, num_workers=0, device=dev)
     learn = Learner(dls, model, loss_func=nn.CrossEntropyLoss(), metrics=accuracy,
                     splitter=lambda m: [list(m.backbone.parameters()), list(m.head.parameters())])
+    if dev.type == 'cuda': learn.to_bf16() if torch.cuda.is_bf16_supported() else learn.to_fp16()
     t0 = time.time()
     with warnings.catch_warnings():
         warnings.filterwarnings('ignore', message='.*Your generator is empty.*')
-        ctx = [] if progress else [learn.no_bar(), learn.no_logging()]
+        ctx = ([] if progress and rank == 0 else [learn.no_bar(), learn.no_logging()]) + ([_ddp_ctx(learn, dev)] if world > 1 else [])
         for c in ctx: c.__enter__()
         try:
             if cfg.victim_freeze_epochs > 0: learn.fine_tune(cfg.victim_epochs, cfg.victim_lr, freeze_epochs=cfg.victim_freeze_epochs)
             else: learn.fit_one_cycle(cfg.victim_epochs, cfg.victim_lr)
         finally:
             for c in reversed(ctx): c.__exit__(None, None, None)
+    if world > 1:                               # weights agree already (averaged gradients); batch-norm buffers: rank 0's
+        import torch.distributed as dist
+        for t in model.state_dict().values(): dist.broadcast(t, 0)
     secs = time.time() - t0
-    model.eval()
+    model.eval().float()
     xt, yt = arrays['test']
     pred = predict(model, _U8Dataset(xt, yt).x.float().div(255), cfg.victim_batch_size).argmax(1).numpy()
     meta = dict(key=key, config=rec, classes=list(classes), n_classes=len(classes), weights_source=model.source,
                 train_seconds=round(secs, 2), n={s: int(len(a[1])) for s, a in arrays.items()},
                 test=classification_metrics(yt, pred, len(classes)))
     model.meta = meta
-    if cache:
-        write_checked(pt, lambda p: torch.save(model.state_dict(), p))
+    if cache and rank == 0:
+        write_checked(pt, lambda p: torch.save({k: v.cpu() for k, v in model.state_dict().items()}, p))
         write_checked(js, lambda p: Path(p).write_text(json.dumps(meta, indent=1)))
     return model
-
 
 # %% ../nbs/04_victim.ipynb #8ff8df87
 def train_victim(dataset=None, backbone=None, img_size=None, epochs=None, lr=None, batch_size=None, freeze_epochs=None,
                  pretrained=None, weights=None, dropout=None, clahe_stage=None, seed=None, preset=None, root=None,
                  data_root=None, cache_dir=None, cache=True, force=False, progress=True, max_train: int | None = None,
-                 cfg: VictimConfig | None = None, **ds_kwargs) -> Victim:
-    "Fine-tune (or load from the cache) a `Victim` on `dataset` with fastai (on at most `max_train` seeded training images); `.meta` holds its config and test metrics. Keywords override `cfg` (default: `VictimConfig.from_settings()`)."
+                 device=None, cfg: VictimConfig | None = None, **ds_kwargs) -> Victim:
+    "Fine-tune (or load from the cache) a `Victim` on `dataset` with fastai on `device` (on at most `max_train` seeded training images), data-parallel under torchrun; `.meta` holds its config and test metrics. Keywords override `cfg` (default: `VictimConfig.from_settings()`)."
     over = dict(dataset=dataset, victim_backbone=backbone, img_size=img_size, victim_epochs=epochs, victim_lr=lr,
                 victim_batch_size=batch_size, victim_freeze_epochs=freeze_epochs, victim_pretrained=pretrained,
                 victim_weights=weights, victim_dropout=dropout, clahe_stage=clahe_stage, seed=seed, victim_preset=preset, root=root,
-                data_root=data_root, cache_dir=cache_dir, max_train=max_train, ds_kwargs=ds_kwargs or None)
+                data_root=data_root, cache_dir=cache_dir, max_train=max_train, ds_kwargs=ds_kwargs or None,
+                device=None if isinstance(device, torch.device) else device)
     cfg = VictimConfig.from_settings(**over) if cfg is None else cfg.replace(**over)       # the one place settings are read
+    dev = device if isinstance(device, torch.device) else resolve_device(cfg.device)     # absent device: an error naming [data] device
+    rank, world = init_distributed(dev)
     rec = cfg.record()
     splits = victim_splits(rec)
-    arrays = {s: load_arrays(ds, cache_dir=cfg.cache_dir, progress=progress) for s, ds in splits.items()}
+    arrays = {s: load_arrays(ds, cache_dir=cfg.cache_dir, progress=progress and rank == 0) for s, ds in splits.items()}
     if cfg.max_train and cfg.max_train < len(arrays['train'][1]):      # a seeded subset; recorded in the config (and cache key)
         keep = np.sort(np.random.default_rng(cfg.seed).permutation(len(arrays['train'][1]))[:cfg.max_train])
         arrays['train'] = (arrays['train'][0][keep], arrays['train'][1][keep])
         rec['max_train'] = cfg.max_train
+    if world > 1: rec['world_size'] = world                          # DDP: another effective batch, another victim
+    if dev.type == 'cuda': rec['precision'] = 'bf16-autocast' if torch.cuda.is_bf16_supported() else 'fp16-autocast'
     ident = {k: v for k, v in rec.items() if k not in ('data_root', 'root', 'preset')}     # where the data was found is not what it is
     key = settings_hash('victim', ident, splits['train'].root,
                         {s: settings_hash(a[1].tolist(), splits[s].index['item'].astype(str).tolist()) for s, a in arrays.items()})
     pt, js = _victim_paths(cfg.cache_dir, key)
-    if cache and not force and (v := _cached_victim(pt)) is not None: return v
+    if world > 1:                               # ranks of one job: no lock (rank 0 would hold it through DDP); barriers
+        barrier()                               # around the read, so every rank takes the same branch
+        v = _cached_victim(pt) if cache and not force else None
+        barrier()
+        if v is None: v = _fit_victim(cfg, rec, key, splits, arrays, pt, js, cache, progress, dev, rank, world)
+        barrier()                               # rank 0's files are written before any rank goes on
+        return v.to(dev)
+    if cache and not force and (v := _cached_victim(pt)) is not None: return v.to(dev)
     with file_lock(pt) if cache else contextlib.nullcontext():          # a second run on this cache waits, then reads
-        if cache and not force and (v := _cached_victim(pt)) is not None: return v
-        return _fit_victim(cfg, rec, key, splits, arrays, pt, js, cache, progress)
-
+        if cache and not force and (v := _cached_victim(pt)) is not None: return v.to(dev)
+        return _fit_victim(cfg, rec, key, splits, arrays, pt, js, cache, progress, dev, rank, world)

@@ -22,14 +22,14 @@ from .core import (GANError, StageConfig, atomic_write, check_images, data_finge
 from .data import load_arrays
 
 # %% auto #0
-__all__ = ['LOSSES', 'ARCHS', 'PARAMS', 'GAN_VARIANTS', 'CKPT_FORMAT', 'NOISES', 'check_eps', 'check_victim', 'gan_images',
-           'margin_loss', 'perturbation_tv', 'gradient_penalty', 'wgan_gp_critic_loss', 'wgan_generator_loss',
-           'bce_critic_loss', 'bce_generator_loss', 'ResBlock', 'advgan_generator', 'conv_discriminator',
-           'dcgan_generator', 'GANArch', 'PerturbationGenerator', 'Critic', 'GANVariant', 'register_gan_variant',
-           'GANConfig', 'gan_config', 'gan_variant_table', 'as_tensors', 'grey_default', 'to_float', 'round_to_8bit',
-           'straight_through_8bit', 'frozen', 'AdvGAN', 'evaluate_attack', 'augment', 'read_checkpoint',
-           'critic_report', 'GeneratorNotFound', 'check_trained', 'train_generator', 'find_generator', 'plot_history',
-           'show_samples', 'show_comparison']
+__all__ = ['LOSSES', 'ARCHS', 'PARAMS', 'INPUTS', 'GAN_VARIANTS', 'CKPT_FORMAT', 'NOISES', 'check_eps', 'check_victim',
+           'gan_images', 'margin_loss', 'perturbation_tv', 'gradient_penalty', 'wgan_gp_critic_loss',
+           'wgan_generator_loss', 'bce_critic_loss', 'bce_generator_loss', 'ResBlock', 'advgan_generator',
+           'conv_discriminator', 'dcgan_generator', 'GANArch', 'victim_grad_sign', 'PerturbationGenerator', 'Critic',
+           'GANVariant', 'register_gan_variant', 'GANConfig', 'gan_config', 'gan_variant_table', 'as_tensors',
+           'grey_default', 'to_float', 'round_to_8bit', 'straight_through_8bit', 'frozen', 'AdvGAN', 'evaluate_attack',
+           'augment', 'read_checkpoint', 'critic_report', 'GeneratorNotFound', 'check_trained', 'train_generator',
+           'find_generator', 'plot_history', 'show_samples', 'show_comparison']
 
 # %% ../nbs/03_wgan.ipynb #9725e728
 def check_eps(eps) -> float:
@@ -119,11 +119,11 @@ class ResBlock(nn.Module):
     def forward(self, x): return x + self.body(x)
 
 # %% ../nbs/03_wgan.ipynb #18911f51
-def advgan_generator(width: int = 16, n_res: int = 4) -> nn.Module:
-    "AdvGAN's generator body: c3-w, d2w, d4w, `n_res` residual blocks, u2w, uw, c3-3 (raw output, before tanh)."
+def advgan_generator(width: int = 16, n_res: int = 4, in_ch: int = 3) -> nn.Module:
+    "AdvGAN's generator body on `in_ch` input channels: c3-w, d2w, d4w, `n_res` residual blocks, u2w, uw, c3-3 (raw output, before tanh)."
     w = width
     return nn.Sequential(
-        nn.Conv2d(3, w, 3, 1, 1, bias=False), _in(w), nn.ReLU(True),
+        nn.Conv2d(in_ch, w, 3, 1, 1, bias=False), _in(w), nn.ReLU(True),
         nn.Conv2d(w, 2 * w, 4, 2, 1, bias=False), _in(2 * w), nn.ReLU(True),
         nn.Conv2d(2 * w, 4 * w, 4, 2, 1, bias=False), _in(4 * w), nn.ReLU(True),
         *[ResBlock(4 * w) for _ in range(n_res)],
@@ -144,11 +144,11 @@ def conv_discriminator(width: int = 16, img_size: int = 64, norm: bool = False) 
     return nn.Sequential(*layers, nn.Flatten(), nn.Linear(ch * s * s, 1), nn.Flatten(0))
 
 # %% ../nbs/03_wgan.ipynb #a653fd53
-def dcgan_generator(width: int = 16, n_res: int = 0) -> nn.Module:
-    "DCGAN-style encoder-decoder: three stride-2 convs (BN, LeakyReLU), three stride-2 transposed convs (BN, ReLU) → raw output."
+def dcgan_generator(width: int = 16, n_res: int = 0, in_ch: int = 3) -> nn.Module:
+    "DCGAN-style encoder-decoder on `in_ch` input channels: three stride-2 convs (BN, LeakyReLU), three stride-2 transposed convs (BN, ReLU) → raw output."
     w, lr = width, lambda: nn.LeakyReLU(0.2, True)
     return nn.Sequential(
-        nn.Conv2d(3, w, 4, 2, 1), lr(),
+        nn.Conv2d(in_ch, w, 4, 2, 1), lr(),
         nn.Conv2d(w, 2 * w, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * w), lr(),
         nn.Conv2d(2 * w, 4 * w, 4, 2, 1, bias=False), nn.BatchNorm2d(4 * w), lr(),
         nn.ConvTranspose2d(4 * w, 2 * w, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * w), nn.ReLU(True),
@@ -158,7 +158,7 @@ def dcgan_generator(width: int = 16, n_res: int = 0) -> nn.Module:
 # %% ../nbs/03_wgan.ipynb #e1efeccf
 @dataclass(frozen=True)
 class GANArch:
-    "A generator/discriminator pair: builders `generator(width, n_res)`, `critic(width, img_size)`, and the divisor of the image side."
+    "A generator/discriminator pair: builders `generator(width, n_res, in_ch)`, `critic(width, img_size)`, and the divisor of the image side."
     generator: Callable
     critic: Callable
     multiple: int
@@ -174,21 +174,45 @@ ARCHS = {
 
 # %% ../nbs/03_wgan.ipynb #ad77be51
 PARAMS = ('tanh', 'sign')
+INPUTS = ('image', 'image+grad')
+
+def victim_grad_sign(victim: nn.Module, x: torch.Tensor, grey: bool = False) -> torch.Tensor:
+    "sign ∇ₓ CE(victim(x), victim's own prediction): FGSM's direction without labels (one forward and one backward pass), of the channel sum when `grey`; detached."
+    with torch.enable_grad():
+        x = x.detach().requires_grad_(True)
+        z = victim(x)
+        g, = torch.autograd.grad(F.cross_entropy(z, z.argmax(1).detach(), reduction='sum'), x)
+    if grey: g = g.sum(1, keepdim=True).expand_as(g)       # the grey image's gradient: all channels move together
+    return torch.sign(g).detach()
 
 class PerturbationGenerator(nn.Module):
-    "δ = eps·tanh(G(2x−1)) (`param='tanh'`) or eps·sign(tanh(G)) with the tanh's gradient (`'sign'`); channel mean of G first when `grey`; `attack(x)` = clip(x + δ, 0, 1)."
-    def __init__(self, body: nn.Module, eps: float, img_size: int, grey: bool = False, param: str = 'tanh'):
+    "δ = eps·tanh(z) (`param='tanh'`) or eps·sign(tanh z) with the tanh's gradient (`'sign'`), z = G(2x−1) [+ s·sign∇ₓ (`inputs='image+grad'`)] [+ u (`universal`)]; channel mean of z when `grey`; `attack(x)` = clip(x + δ, 0, 1)."
+    def __init__(self, body: nn.Module, eps: float, img_size: int, grey: bool = False, param: str = 'tanh',
+                 inputs: str = 'image', universal: bool = False, victim: nn.Module | None = None, grad_step: float | None = None):
         super().__init__()
         if param not in PARAMS: raise GANError(f"gen_param must be one of {PARAMS}, got {param!r}")
+        if inputs not in INPUTS: raise GANError(f"gen_input must be one of {INPUTS}, got {inputs!r}")
+        if inputs != 'image' and victim is None: raise GANError(f"gen_input={inputs!r} needs the victim (its input gradient is an input)")
         self.body, self.eps, self.img_size, self.grey, self.param = body, check_eps(eps), int(img_size), bool(grey), param
+        self.inputs, self.universal = inputs, bool(universal)
+        object.__setattr__(self, 'victim', victim)           # a reference, not a submodule: not in state_dict, not in the fingerprint
+        if inputs == 'image+grad':      # s = 20·grad_scale starts where eps·tanh(s) = grad_step (default eps, capped at 0.995 eps): FGSM at that step
+            s0 = math.atanh(min(0.995, (self.eps if grad_step is None else float(grad_step)) / self.eps))
+            self.grad_scale = nn.Parameter(torch.full((), s0 / 20))
+        if self.universal: self.u = nn.Parameter(torch.zeros(1, 3, self.img_size, self.img_size))
     def forward(self, x):
-        z = self.body(x * 2 - 1)
+        if self.inputs == 'image+grad':
+            g = victim_grad_sign(self.victim, x, self.grey)
+            z = self.body(torch.cat([x * 2 - 1, g], 1)) + 20 * self.grad_scale * g     # ×20: the step size adapts within an epoch
+        else: z = self.body(x * 2 - 1)
+        if self.universal: z = z + 10 * self.u          # ×10: the image-independent part learns at 10× the generator's rate
         if self.grey: z = z.mean(1, keepdim=True).expand_as(z)
         t = torch.tanh(z)
         if self.param == 'sign': t = t + (torch.sign(t) - t).detach()      # straight-through: forward sign, backward tanh
         return self.eps * t
     def attack(self, x): return (x + self(x)).clamp(0, 1)
-    def extra_repr(self): return f'eps={self.eps:.5g}, img_size={self.img_size}, grey={self.grey}, param={self.param}'
+    def extra_repr(self): return (f'eps={self.eps:.5g}, img_size={self.img_size}, grey={self.grey}, param={self.param}, '
+                                  f'inputs={self.inputs}, universal={self.universal}')
 
 
 # %% ../nbs/03_wgan.ipynb #94cc1fcf
@@ -231,7 +255,8 @@ register_gan_variant('dcgan', 'dcgan', 'bce', 'gan', 'DCGAN generator and discri
 _RECIPE = ('n_critic', 'lr_g', 'lr_d', 'betas')
 _ALIAS = dict(variant='gen_variant', epochs='gen_epochs', batch_size='gen_batch_size', width='gen_width', n_res='gen_res_blocks',
               adv_weight='gen_adv_weight', gan_weight='gen_gan_weight', tv_weight='gen_tv_weight', kappa='gen_kappa',
-              augment='gen_augment', param='gen_param')
+              augment='gen_augment', param='gen_param',
+              inputs='gen_input', universal='gen_universal', grad_step='gen_grad_step')
 
 @dataclass(frozen=True)
 class GANConfig(StageConfig):
@@ -248,6 +273,9 @@ class GANConfig(StageConfig):
     gen_kappa: float
     gen_augment: bool
     gen_param: str
+    gen_input: str
+    gen_universal: bool
+    gen_grad_step: float
     eps: float
     seed: int
     round_8bit: bool
@@ -275,6 +303,8 @@ class GANConfig(StageConfig):
         "A registered variant, eps in (0, 1), a resolved recipe, a known `gen_param`, batch size ≥ 2, n_critic ≥ 1, width ≥ 1, epochs ≥ 0 (errors name the key)."
         _variant(self.gen_variant)
         if self.gen_param not in PARAMS: raise GANError(f"[wgan] gen_param must be one of {PARAMS}, got {self.gen_param!r}")
+        if self.gen_input not in INPUTS: raise GANError(f"[wgan] gen_input must be one of {INPUTS}, got {self.gen_input!r}")
+        if not 0 < self.gen_grad_step: raise GANError(f"[wgan] gen_grad_step must be > 0 (pixel units, e.g. 2/255), got {self.gen_grad_step}")
         object.__setattr__(self, 'eps', check_eps(self.eps))
         missing = [k for k in (*_RECIPE, 'gp_weight') if getattr(self, k) is None]
         if missing: raise ValueError(f"[wgan] {missing}: the recipe is not resolved; build the config with GANConfig.from_settings()")
@@ -305,6 +335,9 @@ class GANConfig(StageConfig):
     kappa = property(lambda self: self.gen_kappa)
     augment = property(lambda self: self.gen_augment)
     param = property(lambda self: self.gen_param)
+    inputs = property(lambda self: self.gen_input)
+    universal = property(lambda self: self.gen_universal)
+    grad_step = property(lambda self: self.gen_grad_step)
 
     def asdict(self) -> dict:
         "The checkpoint form (stored, compared, hashed into the cache key): the flat dict of the untyped config, same keys, order and values."
@@ -312,7 +345,8 @@ class GANConfig(StageConfig):
                     width=self.width, n_res=self.n_res, adv_weight=self.adv_weight, gan_weight=self.gan_weight,
                     tv_weight=self.tv_weight, kappa=self.kappa, seed=self.seed, round_8bit=self.round_8bit, augment=self.augment,
                     n_critic=self.n_critic, lr_g=self.lr_g, lr_d=self.lr_d, betas=list(self.betas), gp_weight=self.gp_weight,
-                    grey=self.grey, param=self.param)
+                    grey=self.grey, param=self.param, inputs=self.inputs, universal=self.universal,
+                    grad_step=self.grad_step)
 
     def __getitem__(self, key):
         "Read access to the checkpoint form: `cfg['n_critic']`."
@@ -395,7 +429,7 @@ def frozen(*modules):
     finally:
         for p, o in zip(ps, old): p.requires_grad_(o)
 
-CKPT_FORMAT = 2          # 2: trained through the 8-bit rounding, `gen_param`, grey mean before tanh, `meta`
+CKPT_FORMAT = 3          # 2: trained through the 8-bit rounding, `gen_param`, grey mean before tanh, `meta`; 3: `gen_input`, `gen_universal`
 
 # %% ../nbs/03_wgan.ipynb #cc7394de
 class AdvGAN:
@@ -410,7 +444,8 @@ class AdvGAN:
         self.device = device_of(victim)
         with torch.random.fork_rng(devices=[]):      # seeded initialisation that leaves the global RNG alone
             torch.manual_seed(c.seed)
-            self.G = PerturbationGenerator(arch.generator(c.width, c.n_res), c.eps, self.img_size, bool(c.grey), c.param)
+            self.G = PerturbationGenerator(arch.generator(c.width, c.n_res, 6 if c.inputs == 'image+grad' else 3), c.eps, self.img_size,
+                                           bool(c.grey), c.param, c.inputs, c.universal, victim, c.grad_step)
             self.D = Critic(arch.critic(c.width, self.img_size))
         self.G, self.D = self.G.to(self.device), self.D.to(self.device)
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=c.lr_g, betas=c.betas)

@@ -18,23 +18,24 @@ import _fakes
 # kind: a type (the value is converted with it), 'flag' (store_true), a tuple (choices) or 'kv' (-p KEY VALUE, repeatable).
 # An option renamed, dropped or added by mistake, a changed default or a lost type fails test_flags_dests_defaults.
 DS, ROOTS = {'--dataset': ('dataset', str, None)}, {'--data-root': ('data_root', str, None), '--root': ('root', str, None)}
+DEV = {'--device': ('device', ('auto', 'cpu', 'cuda', 'mps'), None)}     # every heavy stage's device, default: the setting
 OPTIONS = {
     'datasets': {'--data-root': ('data_root', str, None)},
     'prepare': {**DS, '--out': ('out_dir', str, None), **ROOTS, '--img-size': ('img_size', int, None)},
     'attacks': {},
     'victim': {**DS, '--backbone': ('backbone', str, None), '--preset': ('preset', tuple(sorted(VICTIM_RECIPES)), None),
                '--img-size': ('img_size', int, None), '--epochs': ('epochs', int, None), '--lr': ('lr', float, None),
-               '--weights': ('weights', str, None), **ROOTS, '--force': ('force', 'flag', False)},
+               '--weights': ('weights', str, None), **ROOTS, '--force': ('force', 'flag', False), **DEV},
     'adversarial': {**DS, '--split': ('split', SPLITS, 'test'), '--attacks': ('attacks', str, None), '--backbone': ('backbone', str, None),
                     '--img-size': ('img_size', int, None), '--epochs': ('epochs', int, None), '--n-max': ('n_max', int, None),
-                    '--all': ('keep_all', 'flag', False), **ROOTS},
+                    '--all': ('keep_all', 'flag', False), **ROOTS, **DEV},
     'backbones': {'--img-size': ('img_size', int, 224), '--layers': ('layers', 'flag', False)},
     'features': {**DS, '--split': ('split', SPLITS, 'train'), '--img-size': ('img_size', int, None), '--clahe': ('clahe', 'flag', False),
                  '--backbone': ('backbone', str, None), '--layer': ('layer', str, None), '--pool': ('pool', int, None),
                  '--size': ('size', int, None), '--batch-size': ('batch_size', int, None), '--shard-size': ('shard_size', int, None),
                  '--num-workers': ('num_workers', int, None), '--weights': ('weights', str, None),
                  '--random-weights': ('random_weights', 'flag', False), '--out': ('out', str, None),
-                 '--overwrite': ('overwrite', 'flag', False), '--verify': ('verify', 'flag', False)},
+                 '--overwrite': ('overwrite', 'flag', False), '--verify': ('verify', 'flag', False), **DEV},
     'detectors': {'--in-shape': ('in_shape', str, '2560,7,7')},
     'cache': {'--cache-dir': ('cache_dir', str, None), '--stage': ('stage', str, None), '--clear': ('clear', str, None)},
     'run': {'--dataset': ('dataset', str, 'synthetic'), '--data-root': ('data_root', str, None), '--root': ('root', str, None),
@@ -85,6 +86,7 @@ def test_flags_dests_defaults(cmd):
     ('detect', ['scans'], 'the following arguments are required: --detector'),
     ('detect', ['--detector', 'd.pt'], 'the following arguments are required: IMAGES'),
     ('detect', ['--detector', 'd.pt', 'scans', '--batch-size', 'many'], "invalid int value: 'many'"),
+    *[(c, ['--device', 'tpu'], "invalid choice: 'tpu' (choose from 'auto', 'cpu', 'cuda', 'mps')") for c in ('victim', 'adversarial', 'features')],
 ])
 def test_usage_errors_exit_2(capsys, cmd, argv, msg):
     with pytest.raises(SystemExit) as e: main([cmd, *argv])

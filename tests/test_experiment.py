@@ -14,7 +14,8 @@ from drsn_tvl.model import DetectionPipeline
 TINY = dict(img_size=32, max_images=16, max_images_strong=6, epochs=2, victim_epochs=1, gen_epochs=1, generators=['dcgan'],
             attacks=['fgsm', 'noise'], strong_attacks=['deepfool'], independent_attacks=['fgsm_ref'],
             backbones=['tf_efficientnet_lite0'], eps_sweep=[2 / 255, 8 / 255], detectors=['drsn_tvl', 'dnn'],
-            baselines=['mahalanobis', 'dfeat'], adaptive_max_images=4, adaptive_steps=3, adaptive_eps=[8 / 255])
+            baselines=['mahalanobis', 'dfeat'], adaptive_max_images=4, adaptive_steps=3, adaptive_eps=[8 / 255],
+            adaptive_eval_images=4, strong_steps=2, strong_restarts=1, at_rounds=1, at_detectors=['logreg_at'])
 
 @pytest.mark.parametrize('key,value,valid', [
     ('dataset', 'chestxray', 'synthetic'), ('attacks', ['fgsm', 'pgdd'], 'pgd'), ('backbone', 'effnet', 'tf_efficientnet_lite0'),
@@ -46,6 +47,7 @@ def test_cli_values_are_typed():
                     ('ds_kwargs', '{"flag": "retinamnist"}'), ('gen_max_images', 'none'), ('epochs', '3')])
     assert kv['eps'] == pytest.approx(4 / 255) and kv['attacks'] == ['fgsm'] and kv['generators'] == ['wgan', 'gan']
     assert kv['seeds'] == [0, 1] and kv['ds_kwargs'] == {'flag': 'retinamnist'} and kv['gen_max_images'] is None and kv['epochs'] == 3
+    assert _parse_kv([('finetuned_backbones', '[]'), ('generators', '')]) == {'finetuned_backbones': [], 'generators': []}
     with pytest.raises(KeyError, match='unknown experiment parameter'): _parse_kv([('lr', '1')])
     with pytest.raises(ValueError, match='JSON object'): _parse_kv([('ds_kwargs', 'flag=retinamnist')])
     assert run_name(experiment_params('cpu', dataset='medmnist', ds_kwargs={'flag': 'retinamnist'})) == 'medmnist-retinamnist-cpu'
@@ -124,6 +126,31 @@ def test_tiny_run_end_to_end(tmp_path, capsys):
     assert res['params']['img_size'] == 32 and set(res['seconds']) >= {'victim', 'features', 'detectors'}
     sweep = tabs['eps_sweep'].reset_index()
     assert set(sweep['eps_255']) == {2.0, 8.0}
+    # the strong detector-aware evaluation: the picked, the paper's and the adversarially trained detector, the robust victim's bound
+    sg = pd.read_csv(out / 'table_beyond_strong.csv')
+    assert {'logreg_at', 'drsn_tvl', 'robust victim (PGD-AT, eps/2)'} <= set(sg['detector']), sg['detector'].unique()
+    assert {'static pgd', 'adaptive joint', 'adaptive orthogonal', 'adaptive strongest'} <= set(sg['attack']), sg['attack'].unique()
+    rows = sg[sg['attack'] != 'static pgd'].dropna(subset=['evades_both'])
+    assert (rows['evades_both_lo'] <= rows['evades_both']).all() and (rows['evades_both'] <= rows['evades_both_hi']).all(), rows
+    assert (rows['evades_both'] <= rows['attack_success'] + 1e-9).all() and rows['attack_success'].between(0, 100).all(), rows
+    mk = pd.read_csv(out / 'table_beyond_masking.csv', index_col=0)
+    assert list(mk.index) == sorted(mk.index) and mk['attack_success'].between(0, 100).all(), mk
+    assert 'beyond_strong.png' in files
+    # the logistic-regression baseline stands beside every detection number: Tables 2-3, 10-11 and the eps sweep
+    assert 'logreg detected' in sweep.columns and sweep['logreg detected'].between(0, 1).all(), sweep
+    t23 = pd.read_csv(out / 'table_2_3.csv', index_col=0)
+    if 'kept train' in t23:       # a one-epoch generator may fool no image of a split: then its row is that note alone
+        assert {'logreg auroc', 'logreg tpr_at_fpr', 'kept test'} <= set(t23.columns), t23.columns
+        assert (t23['kept train'] < 200).all() and t23['note'].str.contains('kept generator examples in train').all(), t23
+    else: assert t23['note'].str.contains('no kept adversarial example').all(), t23
+    for t in ('table_10', 'table_11'):
+        u = pd.read_csv(out / f'{t}.csv', index_col=0)
+        assert {'auroc', 'tpr_at_fpr', 'logreg auroc', 'logreg tpr_at_fpr'} <= set(u.columns), (t, u.columns)
+    # Tables 4-5: a frozen backbone with its shipped weights, and a comparison architecture trained on the dataset
+    t45 = pd.read_csv(out / 'table_4_5.csv', index_col=0)
+    assert list(t45.index) == ['tf_efficientnet_lite0', 'resnet18 (fine-tuned)'], t45
+    assert t45.loc['tf_efficientnet_lite0', 'weights'].startswith('frozen, package:'), t45['weights']
+    assert t45.loc['resnet18 (fine-tuned)', 'weights'].startswith('trained on synthetic (1 epochs'), t45['weights']
 
 def test_attack_params_are_checked():
     with pytest.raises(KeyError, match='attack_params'): check_params(experiment_params('quick', attack_params={'bondary': {'steps': 5}}))

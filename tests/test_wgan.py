@@ -22,7 +22,9 @@ class TinyCNN(nn.Module):
                                  nn.Conv2d(2 * w, 2 * w, 3, 1, 1), nn.ReLU(), nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(2 * w, c))
     def forward(self, x): return self.net((x - 0.5) / 0.25)
 
-SMALL = dict(eps=8/255, width=4, n_res=1, batch_size=32, augment=False)   # 4 epochs: learning, not regularisation
+SMALL = dict(eps=8/255, width=4, n_res=1, batch_size=32, augment=False,    # 4 epochs: learning, not regularisation
+             inputs='image', param='sign', kappa=0, gan_weight=1)          # plain AdvGAN: the generator alone must learn the attack
+GRAD = dict(SMALL, inputs='image+grad', param='tanh', kappa=10, gan_weight=0.1, universal=True)   # the gradient-informed options
 WIDTH = {'wgan': 4, 'gan': 4, 'dcgan': 8}          # the DCGAN encoder-decoder has no skips: it needs more channels
 
 
@@ -89,11 +91,12 @@ def _legacy_config(variant, **overrides):
                   seed='seed', round_8bit='round_8bit', augment='gen_augment')
     cfg = dict(variant=variant, arch=v.arch, loss=v.loss, **{k: s[key] for k, key in shared.items()},
                **{k: s[f'{v.recipe}_{k}'] for k in ('n_critic', 'lr_g', 'lr_d', 'betas')},
-               gp_weight=s.wgan_gp_weight if v.loss == 'wgan_gp' else 0., grey=None, param=s.gen_param)
+               gp_weight=s.wgan_gp_weight if v.loss == 'wgan_gp' else 0., grey=None, param=s.gen_param,
+               inputs=s.gen_input, universal=s.gen_universal, grad_step=s.gen_grad_step)
     cfg.update({k: v for k, v in overrides.items() if v is not None})
     cfg['eps'] = float(cfg['eps']); cfg['betas'] = [float(b) for b in cfg['betas']]
     for k in ('epochs', 'batch_size', 'width', 'n_res', 'n_critic', 'seed'): cfg[k] = int(cfg[k])
-    for k in ('lr_g', 'lr_d', 'adv_weight', 'gan_weight', 'tv_weight', 'kappa', 'gp_weight'): cfg[k] = float(cfg[k])
+    for k in ('lr_g', 'lr_d', 'adv_weight', 'gan_weight', 'tv_weight', 'kappa', 'gp_weight', 'grad_step'): cfg[k] = float(cfg[k])
     return cfg
 
 @pytest.mark.parametrize('variant', ['wgan', 'gan', 'dcgan'])
@@ -172,10 +175,11 @@ def test_small_budget_survives_rounding(setup, variant):
     assert torch.allclose(d * 255, (d * 255).round(), atol=1e-4) and d.abs().max() <= 2/255 + 1e-6   # on the grid, in budget
     assert gan.evaluate(va)['success'] > AdvGAN(victim, 32, variant, **kw).evaluate(va)['success']
 
-def test_two_epochs_equal_one_plus_resumed_one(setup, tmp_path):
+@pytest.mark.parametrize('base', [SMALL, GRAD], ids=['image', 'image+grad+universal'])
+def test_two_epochs_equal_one_plus_resumed_one(setup, tmp_path, base):
     "Train 2 epochs, or 1 epoch, save, load in a new object and train 1 more: identical weights, optimiser states, history."
     victim, tr, va = setup
-    kw = dict(SMALL, n_critic=2, augment=True)
+    kw = dict(base, n_critic=2, augment=True)
     ref = AdvGAN(victim, 32, 'wgan', **kw).fit(tr, va, epochs=2, progress=False)
     AdvGAN(victim, 32, 'wgan', **kw).fit(tr, va, epochs=1, ckpt_dir=tmp_path, progress=False)
     res = AdvGAN.load(tmp_path, victim)
@@ -267,6 +271,8 @@ def test_bad_input(setup):
     with pytest.raises(GANError, match='at least 2 images, got 0'):             # an empty training set
         train_generator(victim, (tr[0][:0], tr[1][:0]), None, 'wgan', progress=False, **SMALL)
     with pytest.raises(GANError, match='gen_param'): AdvGAN(victim, 32, 'wgan', param='relu')
+    with pytest.raises(GANError, match='gen_input'): AdvGAN(victim, 32, 'wgan', inputs='grad')
+    with pytest.raises(GANError, match='gen_grad_step'): AdvGAN(victim, 32, 'wgan', grad_step=0)
     with pytest.raises(ValueError, match='eps'): run_attack('wgan', victim, to_float(va[0]), va[1], eps=0)
     victim.train()
     try:
@@ -323,7 +329,7 @@ def test_initialisation_is_seeded_and_leaves_the_global_rng_alone():
     torch.manual_seed(5); g1 = AdvGAN(v, 32, 'wgan', width=4, n_res=1); b = torch.rand(3)
     assert torch.equal(a, b)
     g2, g3 = AdvGAN(v, 32, 'wgan', width=4, n_res=1), AdvGAN(v, 32, 'wgan', width=4, n_res=1, seed=1)
-    w1, w2, w3 = (next(iter(g.G.parameters())) for g in (g1, g2, g3))
+    w1, w2, w3 = (next(iter(g.G.body.parameters())) for g in (g1, g2, g3))
     assert torch.equal(w1, w2) and not torch.equal(w1, w3)
 
 def test_grey_images_get_grey_perturbations(setup, monkeypatch):
@@ -369,3 +375,20 @@ def test_adversarial_cache_key_follows_the_generator(setup):
     g2 = train_generator(victim, tr, None, 'gan', epochs=2, progress=False, **SMALL)
     t2 = tok(victim, 32, eps=8/255)
     assert t1 == model_fingerprint(g1.G) and t2 == model_fingerprint(g2.G) and t1 != t2
+
+
+def test_gradient_input_starts_at_fgsm_and_trains(setup):
+    "`inputs='image+grad'`: before training δ = eps·sign∇ (FGSM, no labels) when the body is silent; trained, it attacks at least as well; images/s stay above PGD-10's."
+    victim, tr, va = setup
+    gan = AdvGAN(victim, 32, 'wgan', **dict(GRAD, param='sign', universal=False, grad_step=8/255, grey=True))   # grey images
+    with torch.no_grad(): last = gan.G.body[-1]; last.weight.zero_(); last.bias.zero_()
+    x = to_float(va[0]); xf, _ = run_attack('fgsm', victim, x, va[1], eps=8/255)
+    with torch.no_grad(): ok = victim(x).argmax(1) == va[1]          # FGSM uses the label, the generator the prediction: same where right
+    assert ok.sum() > 10 and torch.allclose(gan.attack(va[0])[ok], xf[ok], atol=1e-6)   # FGSM's image after rounding
+    kw = dict(GRAD, width=4)
+    untrained = AdvGAN(victim, 32, 'wgan', **kw).evaluate(va)['success']
+    gan = AdvGAN(victim, 32, 'wgan', **kw).fit(tr, va, epochs=3, progress=False)
+    assert gan.history[-1]['success'] >= untrained - 0.05 and gan.history[-1]['success'] > 0.5
+    assert_not_collapsed(gan, va[0])
+    assert all(r['linf'] <= 8/255 + 1e-6 for r in gan.history)
+    assert 'u' in gan.G.state_dict() and 'grad_scale' in gan.G.state_dict() and not any(k.startswith('victim') for k in gan.G.state_dict())
