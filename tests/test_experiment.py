@@ -15,7 +15,8 @@ TINY = dict(img_size=32, max_images=16, max_images_strong=6, epochs=2, victim_ep
             attacks=['fgsm', 'noise'], strong_attacks=['deepfool'], independent_attacks=['fgsm_ref'],
             backbones=['tf_efficientnet_lite0'], eps_sweep=[2 / 255, 8 / 255], detectors=['drsn_tvl', 'dnn'],
             baselines=['mahalanobis', 'dfeat'], adaptive_max_images=4, adaptive_steps=3, adaptive_eps=[8 / 255],
-            adaptive_eval_images=4, strong_steps=2, strong_restarts=1, at_rounds=1, at_detectors=['logreg_at'])
+            adaptive_eval_images=4, strong_steps=2, strong_restarts=1, at_rounds=1, at_detectors=['logreg_at'],
+            finetuned_backbones=['resnet18'])
 
 @pytest.mark.parametrize('key,value,valid', [
     ('dataset', 'chestxray', 'synthetic'), ('attacks', ['fgsm', 'pgdd'], 'pgd'), ('backbone', 'effnet', 'tf_efficientnet_lite0'),
