@@ -101,7 +101,7 @@ class AttackConfig(StageConfig):
     boundary_steps: int
     boundary_spherical_step: float
     boundary_source_step: float
-    boundary_l2: float
+    l2_budget: float                   # the L2 budget of the minimal L2 attacks (cw, deepfool, boundary); 0: eps·√(C·H·W)
     adaptive_steps: int
     adaptive_weight: float
     adaptive_lr: float
@@ -125,7 +125,7 @@ class AttackConfig(StageConfig):
         if self.attack_batch_size < 1 or self.attack_chunk_size < 1:
             raise ValueError(f"attack_batch_size and attack_chunk_size must be >= 1, got {self.attack_batch_size}, {self.attack_chunk_size}")
         if self.img_size < 1: raise ValueError(f"[data] img_size must be >= 1, got {self.img_size}")
-        if self.boundary_l2 < 0: raise ValueError(f"setting [attack] boundary_l2: expected an L2 budget >= 0 (0: eps·sqrt(C·H·W)), got {self.boundary_l2}")
+        if self.l2_budget < 0: raise ValueError(f"setting [attack] l2_budget: expected an L2 budget >= 0 (0: eps·sqrt(C·H·W)), got {self.l2_budget}")
 
 # %% ../nbs/05_attacks.ipynb #c6cbcca2
 _RESERVED = ('model', 'images', 'labels', 'seed', 'n_classes', 'cfg')
@@ -323,17 +323,17 @@ def noise_visible(model, images, labels, std, restarts=1, seed=0):
 
 # %% ../nbs/05_attacks.ipynb #3aae6432
 @register_attack('cw', 'L2', 'white-box optimisation', 'torchattacks', minimal=True,
-                 settings={'c': 'cw_c', 'kappa': 'cw_kappa', 'steps': 'cw_steps', 'lr': 'cw_lr'})
-def cw(model, images, labels, c, kappa, steps, lr):
-    "Carlini & Wagner L2 (torchattacks.CW): Adam on tanh-space images, margin loss with confidence kappa."
+                 settings={'c': 'cw_c', 'kappa': 'cw_kappa', 'steps': 'cw_steps', 'lr': 'cw_lr', 'l2_budget': 'l2_budget'})
+def cw(model, images, labels, c, kappa, steps, lr, l2_budget=0.):
+    "Carlini & Wagner L2 (torchattacks.CW): Adam on tanh-space images, margin loss with confidence kappa; `run_attack` counts an example as adversarial only within `l2_budget` (see Boundary below)."
     import torchattacks
     return torchattacks.CW(model, c=c, kappa=kappa, steps=int(steps), lr=lr)(images, labels)
 
 # %% ../nbs/05_attacks.ipynb #4a8c67d9
 @register_attack('deepfool', 'L2', 'white-box minimal', 'torchattacks', minimal=True,
-                 settings={'steps': 'deepfool_steps', 'overshoot': 'deepfool_overshoot'})
-def deepfool(model, images, labels, steps, overshoot):
-    "DeepFool (torchattacks.DeepFool): iterative linearisation to the nearest decision boundary, plus overshoot."
+                 settings={'steps': 'deepfool_steps', 'overshoot': 'deepfool_overshoot', 'l2_budget': 'l2_budget'})
+def deepfool(model, images, labels, steps, overshoot, l2_budget=0.):
+    "DeepFool (torchattacks.DeepFool): iterative linearisation to the nearest decision boundary, plus overshoot; counted within `l2_budget` as CW."
     import torchattacks
     return torchattacks.DeepFool(model, steps=int(steps), overshoot=overshoot)(images, labels)
 
@@ -373,7 +373,7 @@ def autoattack(model, images, labels, eps, norm='Linf', version='standard', step
 # %% ../nbs/05_attacks.ipynb #6f999fcd
 @register_attack('boundary', 'L2', 'decision-based', 'foolbox', minimal=True,
                  settings={'steps': 'boundary_steps', 'spherical_step': 'boundary_spherical_step', 'source_step': 'boundary_source_step',
-                           'l2_budget': 'boundary_l2'})
+                           'l2_budget': 'l2_budget'})
 def boundary(model, images, labels, steps, spherical_step=0.01, source_step=0.01, init_directions=20, init_steps=50, l2_budget=0.):
     "foolbox 3 BoundaryAttack (decision-based, L2 minimisation); starts from blended noise, else from an image of another predicted class. `run_attack` counts an example as adversarial only within `l2_budget` (0: eps·√(C·H·W), the L2 length of the run's L∞ budget on every pixel)."
     import foolbox as fb

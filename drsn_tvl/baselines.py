@@ -812,7 +812,7 @@ def success_vs_eps(victim: nn.Module, scorer, images, labels, eps_list=None, var
     for e in cfg.masking_eps:
         _, rec = strong_adaptive_attack(victim, scorer, images, labels, eps=e, variant=variant, cfg=cfg, **attack_kw)
         rows.append(dict(eps_255=round(e * 255, 2), variant=variant, n=len(images), **_rates(rec['fooled'], rec['flagged']),
-                         final_loss=float(rec['curve'].loss.iloc[-1])))
+                         final_loss=float(f"{rec['curve'].loss.iloc[-1]:.3g}")))   # 3 significant digits: a diagnostic, not a result (its last float digits vary with reduction order)
     return pd.DataFrame(rows).set_index('eps_255')
 
 # %% ../nbs/08_baselines.ipynb #a6cbb748

@@ -114,8 +114,8 @@ PRESETS = {
     'cpu': dict(img_size=128, victim_epochs=4, victim_max_images=3000, gen_epochs=4, gen_max_images=400, max_images=400,
                 backbone='tf_efficientnet_lite0', detector_preset='tuned', adaptive_steps=10,
                 max_images_strong=64, sweep_max_images=128, epochs=15, adaptive_max_images=24, seeds=[0, 1, 2],
-                adaptive_eval_images=200, strong_steps=50, strong_restarts=2, at_rounds=2, strong_attacks=['cw', 'deepfool', 'autoattack'],
-                independent_attacks=['fgsm_ref', 'boundary'],
+                adaptive_eval_images=0, strong_steps=50, strong_restarts=2, at_rounds=2, strong_attacks=['cw', 'deepfool', 'autoattack'],
+                independent_attacks=['fgsm_ref', 'boundary'], finetuned_backbones=[],
                 attack_params={'boundary': {'steps': 100}, 'deepfool': {'steps': 10}, 'cw': {'steps': 30}}),
     'paper': dict(img_size=600, victim_backbone='efficientnet_b7', backbone='efficientnet_b7', victim_epochs=10, gen_epochs=20,
                   backbones=['efficientnet_b7', 'resnet50', 'densenet121', 'vgg16', 'inception_v3', 'mobilenetv2_100'],
@@ -782,12 +782,15 @@ def run_eps_sweep(r: Run, ctx: dict):
             t = table_unseen(p, best, sw, list(p['attacks']), ctx['source'], ctx['victim'], ctx.get('baseline'))
             for a, row in t.iterrows():
                 rows.append(dict(attack=a, eps_255=round(e * 255, 2), detected=row.get('tpr_at_fpr', np.nan) / 100,
-                                 **{f'{BASELINE} detected': row.get(f'{BASELINE} tpr_at_fpr', np.nan) / 100},
+                                 auroc=row.get('auroc', np.nan) / 100,
+                                 **{f'{BASELINE} detected': row.get(f'{BASELINE} tpr_at_fpr', np.nan) / 100,
+                                    f'{BASELINE} auroc': row.get(f'{BASELINE} auroc', np.nan) / 100},
                                  success_rate=sw.stats.set_index('attack').loc[a, 'success_rate']))
         sweep = pd.DataFrame(rows)
         r.emit('eps_sweep', sweep.set_index(['attack', 'eps_255']).round(4),
                r.caption(ctx['data'], f"Detection (TPR at the 5 %-FPR threshold of valid) by {best.name} (seed {p['seeds'][0]}, trained at the "
-                                      f"eps below) against the test attacks' eps 1-8/255; {BASELINE} detected: the logistic-regression baseline, same rows"))
+                                      f"eps below) against the test attacks' eps 1-8/255, and AUROC (clean vs that attack, balanced test rows); {BASELINE}: "
+                                      f"the logistic-regression baseline, same rows"))
         r.fig('eps_sweep', plot_eps_sweep(sweep, f"{p['dataset']}: {best.name} vs eps"))
     r.tick('eps sweep', f"{len(p['eps_sweep'])} budgets")
 

@@ -22,7 +22,7 @@ PAPER = {'fgsm', 'pgd', 'noise', 'noise_visible'}
 STRONG = {'cw', 'deepfool', 'autoattack', 'boundary'}
 REF = {'fgsm_ref', 'pgd_ref'}
 BUDGETED = {'fgsm', 'fgsm_ref', 'pgd', 'pgd_ref', 'autoattack'}
-TINY = dict(pgd=dict(steps=3), pgd_ref=dict(steps=3), cw=dict(steps=5), deepfool=dict(steps=5),
+TINY = dict(pgd=dict(steps=3), pgd_ref=dict(steps=3), cw=dict(steps=5, l2_budget=100.), deepfool=dict(steps=5, l2_budget=100.),
             autoattack=dict(steps=2, n_queries=10), boundary=dict(steps=20, l2_budget=100.))   # budget: test_boundary_*
 
 class Tiny(nn.Module):
@@ -122,6 +122,20 @@ def test_model_mode_restored():
     m, x, y = batch(); m.train()
     run_attack('fgsm', m, x, y)
     assert m.training
+
+@pytest.mark.parametrize('name', ['cw', 'deepfool'])
+def test_minimal_l2_attacks_held_to_their_budget(name):
+    "CW and DeepFool stop only at the boundary: like Boundary, an example beyond the L2 budget is not adversarial for the run."
+    m, x, y = batch(c=3)
+    adv, ok = run_attack(name, m, x, y, steps=5, l2_budget=100.)
+    assert ok.any()
+    l2 = perturbation_norms(x, adv)[1]
+    k = int(l2[ok].argmin()); budget = float(l2[ok][k]) * (1 + 1e-4)    # a budget just at the smallest successful L2
+    adv2, ok2 = run_attack(name, m, x, y, steps=5, l2_budget=budget)
+    assert torch.equal(adv2, adv)                                      # the same examples, fewer of them count
+    assert ok2.sum() >= 1 and torch.equal(ok2, ok & (l2 <= budget * (1 + 1e-6)))
+    assert ATTACKS[name].defaults()['l2_budget'] == get_settings().l2_budget
+
 
 def test_boundary_starts_from_another_class_when_noise_fails():
     "foolbox refuses a batch whose blended-noise start fails; the entry falls back to an image of another class."

@@ -127,6 +127,8 @@ def test_tiny_run_end_to_end(tmp_path, capsys):
     assert res['params']['img_size'] == 32 and set(res['seconds']) >= {'victim', 'features', 'detectors'}
     sweep = tabs['eps_sweep'].reset_index()
     assert set(sweep['eps_255']) == {2.0, 8.0}
+    for c in ('auroc', 'logreg auroc'):                       # the sweep gives AUROC beside the TPR (the 1/255 target is an AUROC)
+        assert sweep[c].between(0, 1).all(), sweep
     # the strong detector-aware evaluation: the picked, the paper's and the adversarially trained detector, the robust victim's bound
     sg = pd.read_csv(out / 'table_beyond_strong.csv')
     assert {'logreg_at', 'drsn_tvl', 'robust victim (PGD-AT, eps/2)'} <= set(sg['detector']), sg['detector'].unique()
