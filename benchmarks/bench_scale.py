@@ -1,7 +1,7 @@
 """Scale: per-image cost and peak memory of each heavy stage (victim training step, PGD-10 attack, feature extraction,
 detector fit) on one device, and the hours they project to for NIH ChestX-ray14 (112,120 images).
 
-Each stage runs over N images (several N: `--n 32,64`) in batches of `--batch`; the inputs are made before the
+Each stage runs over N images (several N: `--n 64,256`) in batches of `--batch`; the inputs are made before the
 measurement starts, so the peak reported is the stage's working memory above them: on a GPU
 `torch.cuda.max_memory_allocated` minus the allocation at the start, on the CPU the peak resident set (VmHWM, reset
 through /proc/self/clear_refs) minus the resident set at the start. A stage that streams its batches shows the same
@@ -13,7 +13,7 @@ several GPUs (DDP's all-reduce; attacks and features need none). Weights are ran
 On the CPU use a small backbone (default tf_efficientnet_lite0 at 128 px); the paper preset (EfficientNet-B7 at
 224 and 600 px) is for a GPU:
 
-    .venv/bin/python benchmarks/bench_scale.py --device cpu --n 32,64 --threads 2
+    .venv/bin/python benchmarks/bench_scale.py --device cpu --n 64,256 --threads 2
     .venv/bin/python benchmarks/bench_scale.py --device cuda --arch efficientnet_b7 --img-size 224 --n 256,512 --batch 32
     .venv/bin/python benchmarks/bench_scale.py --device cuda --arch efficientnet_b7 --img-size 600 --n 64,128 --batch 8
 
@@ -135,7 +135,7 @@ def main():
     ap.add_argument('--device', default='cpu', help='auto, cpu, cuda or mps')
     ap.add_argument('--arch', default='tf_efficientnet_lite0', help='victim and feature backbone (a timm / feature-registry name)')
     ap.add_argument('--img-size', type=int, default=128); ap.add_argument('--batch', type=int, default=16)
-    ap.add_argument('--n', default='32,64', help='image counts to measure at (peak memory should not grow with N)')
+    ap.add_argument('--n', default='64,256', help='image counts to measure at (peak memory should not grow with N)')
     ap.add_argument('--stages', default='victim,pgd,features,detector')
     ap.add_argument('--threads', type=int, default=None, help='torch CPU threads')
     ap.add_argument('--one', default=None, help=argparse.SUPPRESS)       # internal: STAGE:N in this process, print JSON

@@ -25,9 +25,9 @@ __all__ = ['BASELINES', 'ADAPTIVE_VARIANTS', 'AT_DETECTORS', 'ROBUST_ROW', 'Base
            'last_linear', 'victim_layers', 'VictimTap', 'ClassicDetector', 'KDBU', 'lid', 'LID', 'Mahalanobis', 'bpda',
            'bit_depth', 'median_filter', 'Squeeze', 'DFeat', 'LogReg', 'kd_bu', 'lid_detector', 'mahalanobis',
            'mahalanobis_pp', 'squeeze', 'dfeat', 'logreg', 'takes_images', 'adaptive_attack', 'classic_table',
-           'adaptive_table', 'plot_adaptive', 'wilson', 'victim_margin', 'project_out', 'strong_adaptive_attack',
-           'success_vs_eps', 'AdvTrained', 'PGDTraining', 'train_robust_victim', 'robust_accuracy',
-           'beyond_adaptive_table', 'plot_beyond']
+           'adaptive_table', 'plot_adaptive', 'wilson', 'victim_margin', 'project_out', 'strong_step', 'badness',
+           'strong_adaptive_attack', 'success_vs_eps', 'AdvTrained', 'PGDTraining', 'train_robust_victim',
+           'robust_accuracy', 'beyond_adaptive_table', 'plot_beyond']
 
 # %% ../nbs/08_baselines.ipynb #8394deb5
 @dataclass(frozen=True)
@@ -56,6 +56,7 @@ class BaselineConfig(StageConfig):
     strong_steps: int = 50
     strong_restarts: int = 2
     strong_eot: int = 1
+    strong_max_step: float = 2 / 255
     strong_variants: tuple[str, ...] = ('joint', 'selective', 'orthogonal')
     masking_eps: tuple[float, ...] = (2 / 255, 8 / 255, 32 / 255, 128 / 255)
     at_rounds: int = 3
@@ -82,6 +83,8 @@ class BaselineConfig(StageConfig):
         if min(self.strong_steps, self.strong_restarts, self.strong_eot, self.at_steps, self.robust_epochs, self.robust_steps) < 1:
             raise ValueError(f"strong_steps, strong_restarts, strong_eot, at_steps, robust_epochs and robust_steps must be >= 1, got "
                              f"{self.strong_steps}, {self.strong_restarts}, {self.strong_eot}, {self.at_steps}, {self.robust_epochs}, {self.robust_steps}")
+        if not 0 <= self.strong_max_step <= 1:
+            raise ValueError(f"strong_max_step must lie in [0, 1] (0: no cap on the step 2.5·eps/steps), got {self.strong_max_step}")
         if self.at_rounds < 0: raise ValueError(f"at_rounds must be >= 0, got {self.at_rounds}")
         bad = [v for v in self.strong_variants if v not in ('joint', 'selective', 'orthogonal')]
         if bad or not self.strong_variants: raise ValueError(f"strong_variants: unknown {bad or 'empty'}; valid values: joint, selective, orthogonal")
@@ -741,6 +744,18 @@ def _step_direction(variant, gv, gd, fooled, hd, weight):
     if variant == 'selective': return torch.where(f, -gd * push_d, gv)
     return torch.where(f, -project_out(gd, gv) * push_d, project_out(gv, gd))      # orthogonal
 
+# %% ../nbs/08_baselines.ipynb #st3pfn01
+def strong_step(eps: float, steps: int, max_step: float = 0.) -> float:
+    "PGD step α of the strong adaptive attack: 2.5·eps/steps (Madry et al. 2018), capped at `max_step` when that is > 0."
+    a = 2.5 * float(eps) / int(steps)
+    return min(a, float(max_step)) if max_step > 0 else a
+
+def badness(fooled: torch.Tensor, flagged: torch.Tensor, margin: torch.Tensor, hinge: torch.Tensor) -> torch.Tensor:
+    "Rank of an iterate per image (lower is better): evades both < fools the victim but flagged < does not fool it; then the hinges."
+    h = margin.clamp_min(0) + hinge.clamp_min(0)
+    return (~fooled) * 2. + flagged * 1. + h / (1 + h)            # the hinge term lies in [0, 1): the classes stay strictly ordered
+
+
 # %% ../nbs/08_baselines.ipynb #ee1833f2
 def strong_adaptive_attack(victim: nn.Module, scorer, images: torch.Tensor, labels, eps=None, variant: str = 'orthogonal',
                            steps=None, restarts=None, eot=None, alpha=None, weight=None, threshold=None, margin: float = 0.1,
@@ -755,7 +770,7 @@ def strong_adaptive_attack(victim: nn.Module, scorer, images: torch.Tensor, labe
     cfg = baseline_config(cfg, eps=eps, strong_steps=steps, strong_restarts=restarts, strong_eot=eot, adaptive_weight=weight,
                           seed=seed, keep_grey=keep_grey, round_8bit=round_8bit, attack_batch_size=batch_size)   # checked
     eps, steps, R, T, w = cfg.eps, cfg.strong_steps, cfg.strong_restarts, cfg.strong_eot, cfg.adaptive_weight
-    alpha = 2.5 * eps / steps if alpha is None else float(alpha)          # Madry et al.: 2.5·eps/steps reaches any corner
+    alpha = strong_step(eps, steps, cfg.strong_max_step) if alpha is None else float(alpha)
     t = float(scorer.threshold_logit if threshold is None else threshold)
     victim = victim.eval(); dev = device_of(victim)
     quant = (lambda v: bpda(to_8bit, v)) if cfg.round_8bit else (lambda v: v)
@@ -778,7 +793,7 @@ def strong_adaptive_attack(victim: nn.Module, scorer, images: torch.Tensor, labe
                 with torch.no_grad():
                     m, s = victim_margin(z, y), s.detach()
                     fooled, hd = m < 0, (s - t + margin).clamp_min(0)
-                    bad = (~fooled) * 1e3 + (s > t) * 1e3 + m.clamp_min(0) + hd
+                    bad = badness(fooled, s > t, m, hd)
                     better = bad < best_bad
                     best[better], best_bad[better] = x.detach()[better], bad[better]
                     curve[it] += [float((m.clamp_min(0) + w * hd).sum()), float((fooled & (s <= t)).sum()), len(x0)]
@@ -790,7 +805,7 @@ def strong_adaptive_attack(victim: nn.Module, scorer, images: torch.Tensor, labe
     flagged = scorer.flagged(adv) if threshold is None and hasattr(scorer, 'flagged') else torch.cat(
         [scorer.logit(adv[j:j + 64]).detach().cpu() > t for j in range(0, len(adv), 64)])
     curve = pd.DataFrame(dict(step=np.arange(steps + 1), loss=curve[:, 0] / curve[:, 2], evades_both=curve[:, 1] / curve[:, 2]))
-    return adv, dict(fooled=fooled, flagged=flagged, evades=fooled & ~flagged, curve=curve, variant=variant, eps=eps)
+    return adv, dict(fooled=fooled, flagged=flagged, evades=fooled & ~flagged, curve=curve, variant=variant, eps=eps, alpha=alpha)
 
 # %% ../nbs/08_baselines.ipynb #8fd5e4ee
 def _rates(fooled, flagged) -> dict:
@@ -804,16 +819,25 @@ def _rates(fooled, flagged) -> dict:
     return out
 
 # %% ../nbs/08_baselines.ipynb #e97b2d67
-def success_vs_eps(victim: nn.Module, scorer, images, labels, eps_list=None, variant: str = 'orthogonal',
+def success_vs_eps(victim: nn.Module, scorer, images, labels, eps_list=None, variant: str = 'orthogonal', n_max=None,
                    cfg: BaselineConfig | None = None, **attack_kw) -> pd.DataFrame:
-    "Attack success, detection and evades-both (with Wilson intervals) of `strong_adaptive_attack` at each eps (default `masking_eps`)."
+    "Attack success, detection and evades-both (Wilson intervals) of `strong_adaptive_attack` at each eps (default `masking_eps`), on the first `n_max` correctly classified images."
+    from drsn_tvl.attacks import check_labels
+    from drsn_tvl.victim import predict
     cfg = baseline_config(cfg, masking_eps=eps_list)
+    images = check_images(images); labels = check_labels(labels, len(images))
+    ok = torch.nonzero(predict(victim, images, cfg.attack_batch_size).argmax(1) == labels)[:, 0]    # a misclassified image is no attack
+    if n_max is not None: ok = ok[:int(n_max)]
+    if len(ok) == 0: raise ValueError("success_vs_eps: the victim classifies none of the images correctly: nothing to attack")
+    images, labels = images[ok], labels[ok]
     rows = []
     for e in cfg.masking_eps:
         _, rec = strong_adaptive_attack(victim, scorer, images, labels, eps=e, variant=variant, cfg=cfg, **attack_kw)
-        rows.append(dict(eps_255=round(e * 255, 2), variant=variant, n=len(images), **_rates(rec['fooled'], rec['flagged']),
+        rows.append(dict(eps_255=round(e * 255, 2), variant=variant, n=len(images), step_255=round(rec['alpha'] * 255, 3),
+                         **_rates(rec['fooled'], rec['flagged']),
                          final_loss=float(f"{rec['curve'].loss.iloc[-1]:.3g}")))   # 3 significant digits: a diagnostic, not a result (its last float digits vary with reduction order)
     return pd.DataFrame(rows).set_index('eps_255')
+
 
 # %% ../nbs/08_baselines.ipynb #a6cbb748
 _TRAIN_KW = ('preset', 'lr', 'epochs', 'batch_size', 'tv_weight', 'patience', 'optimizer', 'wd', 'arch', 'device')

@@ -6,7 +6,7 @@ Docs: https://drsn-tvl.github.io/drsn_tvl/data.html.md"""
 
 # %% ../nbs/01_data.ipynb #1e37334f
 from __future__ import annotations
-import inspect, re, zipfile
+import inspect, os, re, zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, ClassVar
@@ -241,11 +241,11 @@ def find_root(name: str, root=None, data_root=None, cfg: DataConfig | None = Non
     if root is not None:
         root = Path(root).expanduser()
         if not root.exists(): raise DataNotFound(f"dataset {name!r}: root {root} does not exist; expected {spec.layout}")
-        return root
+        return root.resolve()          # absolute: every cache key built on it is the same however the path was spelled
     data_root = Path(data_root if data_root is not None else (cfg or DataConfig.from_settings()).data_root).expanduser()
     for d in spec.dirnames:
         cand = data_root / d
-        if cand.is_dir() and (not spec.markers or any(next(cand.glob(m), None) for m in spec.markers)): return cand
+        if cand.is_dir() and (not spec.markers or any(next(cand.glob(m), None) for m in spec.markers)): return cand.resolve()
     raise DataNotFound(f"dataset {name!r}: none of {', '.join(str(data_root / d) for d in spec.dirnames)} exists; "
                        f"pass root= or set data_root. Expected layout: {spec.layout}")
 
@@ -255,7 +255,7 @@ def dataset_table(data_root=None) -> pd.DataFrame:
     cfg, rows = DataConfig.from_settings(data_root=data_root), []
     for n in list_datasets():
         sp = DATASETS[n]
-        try: found = 'embedded' if not sp.needs_root else str(find_root(n, cfg=cfg))
+        try: found = 'embedded' if not sp.needs_root else os.path.relpath(find_root(n, cfg=cfg))   # shown from here, as a user types it
         except FileNotFoundError: found = 'no'
         rows.append(dict(name=n, task=sp.task, classes=', '.join(map(str, sp.classes)), layout=sp.layout, present=found))
     return pd.DataFrame(rows)

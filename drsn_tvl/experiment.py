@@ -113,9 +113,10 @@ PRESETS = {
                   backbones=['tf_efficientnet_lite0', 'tf_efficientnet_lite1']),
     'cpu': dict(img_size=128, victim_epochs=4, victim_max_images=3000, gen_epochs=4, gen_max_images=400, max_images=400,
                 backbone='tf_efficientnet_lite0', detector_preset='tuned', adaptive_steps=10,
-                max_images_strong=64, sweep_max_images=128, epochs=15, adaptive_max_images=24, seeds=[0, 1, 2],
+                max_images_strong=64, sweep_max_images=128, epochs=15, adaptive_max_images=16, seeds=[0, 1, 2],
                 adaptive_eval_images=0, strong_steps=50, strong_restarts=2, at_rounds=2, strong_attacks=['cw', 'deepfool', 'autoattack'],
                 independent_attacks=['fgsm_ref', 'boundary'], finetuned_backbones=[],
+                backbones=['tf_efficientnet_lite0', 'tf_efficientnet_lite1', 'tf_efficientnet_lite2'],
                 attack_params={'boundary': {'steps': 100}, 'deepfool': {'steps': 10}, 'cw': {'steps': 30}}),
     'paper': dict(img_size=600, victim_backbone='efficientnet_b7', backbone='efficientnet_b7', victim_epochs=10, gen_epochs=20,
                   backbones=['efficientnet_b7', 'resnet50', 'densenet121', 'vgg16', 'inception_v3', 'mobilenetv2_100'],
@@ -736,10 +737,11 @@ def run_strong_adaptive(r: Run, ctx: dict, fx, fitted: dict):
     aset = ctx['asets']['test']
     n = min(64, p['adaptive_eval_images'])
     mt = success_vs_eps(ctx['victim'], DetectionPipeline(dets[check], extractor=fx, clahe=False, img_size=p['img_size']),
-                        aset.images(None)[:n], torch.as_tensor(aset.labels)[:n], variant='orthogonal', cfg=bcfg.replace(strong_restarts=1))
+                        aset.images(None), torch.as_tensor(aset.labels), variant='orthogonal', n_max=n, cfg=bcfg.replace(strong_restarts=1))
     r.emit('table_beyond_masking', mt.drop(columns='variant', errors='ignore').assign(**{c: (mt[c] * 100).round(1) for c in mt.columns if rate(c)}),
-           r.caption(data, f"Not in the paper: no-gradient-masking check, orthogonal adaptive PGD against {check} on at most {n} test "
-                           "images: attack success and evades-both must approach 100 % as eps grows; in %"))
+           r.caption(data, f"Not in the paper: no-gradient-masking check, orthogonal adaptive PGD ({bcfg.strong_steps} steps of step_255/255, "
+                           f"one start) against {check} on the first {n} (at most) correctly classified test images: attack success and "
+                           "evades-both must approach 100 % as eps grows; in %"))
 
 
 # %% ../nbs/09_experiments.ipynb #5be9b078

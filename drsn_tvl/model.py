@@ -45,7 +45,7 @@ def as_features(x, name: str = 'features', in_shape=None) -> torch.Tensor:
     if in_shape is not None and tuple(x.shape[1:]) != tuple(in_shape):
         raise FeatureError(f"{name}: expected feature maps of shape C×h×w = {tuple(in_shape)}, got {tuple(x.shape[1:])}")
     x = x.detach().to('cpu', torch.float32)
-    bad = (~torch.isfinite(x)).sum().item()
+    bad = sum(int((~torch.isfinite(c)).sum()) for c in x.split(64))     # in chunks: isfinite's temporaries stay a few MiB at any N
     if bad: raise FeatureError(f"{name}: {bad} NaN/inf values in {len(x)} feature maps")
     return x
 

@@ -53,6 +53,8 @@ def test_config_checks_the_new_keys():
     with pytest.raises(ValueError, match='strong_variants'): B.baseline_config(strong_variants=('joint', 'bogus'))
     with pytest.raises(ValueError, match='strong_steps'): B.baseline_config(strong_steps=0)
     with pytest.raises(ValueError, match='masking_eps'): B.baseline_config(masking_eps=(2.,))
+    with pytest.raises(ValueError, match='strong_max_step'): B.baseline_config(strong_max_step=-1 / 255)
+    assert B.baseline_config().strong_max_step == pytest.approx(2 / 255)          # the settings' value, parsed from 2/255
 
 
 @pytest.mark.parametrize('variant', B.ADAPTIVE_VARIANTS)
@@ -84,6 +86,30 @@ def test_no_gradient_masking_success_rises_with_eps(world):
     assert t.attack_success.iloc[-1] >= 0.95 and t.evades_both.iloc[-1] >= 0.9
     assert t.attack_success.iloc[0] <= t.attack_success.iloc[-1]
     assert (t.attack_success_lo <= t.attack_success).all() and (t.attack_success <= t.attack_success_hi).all()
+    assert t.step_255.iloc[-1] == pytest.approx(2.) and t.step_255.iloc[0] == pytest.approx(2.5 * 0.5 / world['cfg'].strong_steps, abs=1e-3)
+
+
+def test_masking_check_attacks_only_correctly_classified_images(world):
+    sc = DetectionPipeline(world['lr'], extractor=world['fx'], clahe=False, img_size=S)
+    x, y = world['x'], world['y'].clone()
+    y[:5] = 1 - y[:5]                                                           # five images the victim now gets wrong
+    t = B.success_vs_eps(world['v'], sc, x, y, eps_list=[128 / 255], n_max=12, cfg=world['cfg'])
+    assert t.n.iloc[0] == min(12, len(x) - 5)
+    with pytest.raises(ValueError, match='none of the images'):
+        B.success_vs_eps(world['v'], sc, x, 1 - world['y'], eps_list=[2 / 255], cfg=world['cfg'])
+
+
+def test_a_flagged_adversarial_example_is_kept_over_a_failed_attack(world):
+    "A scorer that flags every perturbed image: nothing can evade, and the attack must still report the victim fooled, as static PGD does."
+    from drsn_tvl.attacks import run_attack
+    x, y = world['x'], world['y']
+    class FlagsAnyChange:
+        def logit(self, v): return 1e5 * (v - x.to(v)).abs().flatten(1).mean(1) - 1      # the clean image scores -1 < 0
+    _, rec = B.strong_adaptive_attack(world['v'], FlagsAnyChange(), x, y, eps=8 / 255, variant='selective', threshold=0.,
+                                      cfg=world['cfg'], batch_size=len(x))
+    _, fooled = run_attack('pgd', world['v'], x, y, eps=8 / 255, alpha=2.5 * 8 / 255 / 6, steps=6, seed=0)
+    assert fooled.float().mean() >= 0.5 and not rec['evades'].any()
+    assert rec['fooled'].float().mean() >= fooled.float().mean() - 0.1 and rec['flagged'][rec['fooled']].all()
 
 
 def test_adversarial_training_checkpoints_resumes_and_is_seeded(world, tmp_path):

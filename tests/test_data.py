@@ -225,6 +225,20 @@ def test_load_arrays_cache_atomic(tmp_path):
     assert sorted(f.suffix for f in files if f.is_file()) == ['.lock', '.npz', '.sha256'] and x.dtype == np.uint8   # entry, record, lock: no temp file
     assert x.shape == (len(ds), 16, 16, 3)
 
+def test_one_cache_entry_however_the_data_root_is_spelled(tmp_path, monkeypatch):
+    "A relative, an absolute and a `..`-laden spelling of the same folder find the same images and the same pixel-cache entry."
+    own_folders(tmp_path / 'data' / 'mine', {'a': 3, 'b': 3})
+    (tmp_path / 'elsewhere').mkdir(); monkeypatch.chdir(tmp_path / 'elsewhere')
+    spellings = ['../data/mine', str(tmp_path / 'data' / 'mine'), str(tmp_path / 'elsewhere' / '..' / 'data' / 'mine')]
+    sets = [get_dataset('folder', 'train', root=r, img_size=8) for r in spellings]
+    assert len({tuple(ds.index['item']) for ds in sets}) == 1
+    for ds in sets: load_arrays(ds, cache_dir=tmp_path / 'cache', progress=False)
+    assert len(list((tmp_path / 'cache').rglob('*.npz'))) == 1
+    _fakes.eye_diseases(tmp_path / 'data' / 'eye-diseases', n=1)
+    t = dataset_table('../data').set_index('name')                           # shown as typed from here, not as an absolute path
+    assert t.loc['eye-diseases', 'present'] == '../data/eye-diseases'
+
+
 # ---- the `folder` entry: one's own images, as class sub-folders or a CSV of path,label[,patient]
 
 def own_folders(root, counts={'tb': 6, 'normal': 9, 'covid': 5}, ext='.png'):
