@@ -23,7 +23,7 @@ from sklearn.metrics import roc_auc_score
 
 
 def gap_score(x, k: int) -> np.ndarray:
-    "−(p_top1 − p_top2) of the victim's softmax, from the last k channels (its logits) of victim-source features."
+    "−(p_top1 − p_top2) of the victim's softmax, from the last k channels of victim-source features (its logits, checked in main)."
     z = x[:, -k:, 0, 0].float()
     p = z.softmax(1).sort(1, descending=True).values
     return -(p[:, 0] - p[:, 1]).numpy()
@@ -39,8 +39,8 @@ def main():
     a = ap.parse_args()
     warnings.filterwarnings('ignore')
     from pathlib import Path
-    from drsn_tvl.experiment import Run, check_params, detection_data, experiment_params, run_attack_stages
-    from drsn_tvl.model import load_detector
+    from drsn_tvl.experiment import Run, check_params, detection_data, experiment_params, extractor_for, run_attack_stages
+    from drsn_tvl.model import load_detector, threshold_at_fpr
     run, source = Path(a.run), a.source
     if source == 'backbone':
         raise SystemExit(f"{run}: its detector reads the backbone features, which carry no victim logits; the gap needs the "
@@ -51,11 +51,13 @@ def main():
     ctx = run_attack_stages(r)
     p, victim = r.p, ctx['victim']
     det, k = load_detector(run / 'detector.pt'), victim.n_classes
+    layout = extractor_for(p, source=source, victim=victim).shapes((p['img_size'], p['img_size']))['channels']
+    if layout[-1] != ('logits', k): raise SystemExit(f"the {source} features end with {layout[-1]}, not the victim's {k} logits")
     val = detection_data(p, {'valid': ctx['asets']['valid']}, list(p['attacks']), source=source, victim=victim)['valid']
     cv = (val.y == 0).numpy()
     sd_v, sg_v = det.p_adversarial(val.x), gap_score(val.x, k)
-    thr = lambda s, fpr: np.quantile(s[cv], 1 - fpr)
-    t5d, t25d, t5g, t25g = thr(sd_v, .05), thr(sd_v, .025), thr(sg_v, .05), thr(sg_v, .025)
+    t5d = det.threshold                                          # the detector's own 5 %-FPR threshold, set on these valid rows
+    t25d, t5g, t25g = (threshold_at_fpr(~cv, s, f) for s, f in ((sd_v, .025), (sg_v, .05), (sg_v, .025)))
     print(f"# {a.dataset}, run {run.name}, detector {det.name} on the {source} features; thresholds on {int(cv.sum())} valid clean rows; "
           f"OR rule's clean FPR on valid {100 * ((sd_v[cv] > t25d) | (sg_v[cv] > t25g)).mean():.1f} %")
     sets = {x: ctx['asets']['test'] for x in p['attacks']}

@@ -25,9 +25,9 @@ __all__ = ['BASELINES', 'ADAPTIVE_VARIANTS', 'AT_DETECTORS', 'ROBUST_ROW', 'Base
            'last_linear', 'victim_layers', 'VictimTap', 'ClassicDetector', 'KDBU', 'lid', 'LID', 'Mahalanobis', 'bpda',
            'bit_depth', 'median_filter', 'Squeeze', 'DFeat', 'LogReg', 'kd_bu', 'lid_detector', 'mahalanobis',
            'mahalanobis_pp', 'squeeze', 'dfeat', 'logreg', 'takes_images', 'adaptive_attack', 'classic_table',
-           'adaptive_table', 'plot_adaptive', 'wilson', 'victim_margin', 'project_out', 'strong_step', 'badness',
-           'strong_adaptive_attack', 'success_vs_eps', 'AdvTrained', 'PGDTraining', 'train_robust_victim',
-           'robust_accuracy', 'beyond_adaptive_table', 'plot_beyond']
+           'correctly_classified', 'adaptive_table', 'plot_adaptive', 'wilson', 'victim_margin', 'project_out',
+           'strong_step', 'badness', 'strong_adaptive_attack', 'success_vs_eps', 'AdvTrained', 'PGDTraining',
+           'train_robust_victim', 'robust_accuracy', 'beyond_adaptive_table', 'plot_beyond']
 
 # %% ../nbs/08_baselines.ipynb #8394deb5
 @dataclass(frozen=True)
@@ -650,6 +650,16 @@ def classic_table(victim: nn.Module, extractor: nn.Module, sets: dict, detectors
     df.columns = pd.MultiIndex.from_tuples(df.columns, names=['attack', 'metric'])
     return df, fitted
 
+# %% ../nbs/08_baselines.ipynb #c0rrcl01
+def correctly_classified(victim: nn.Module, images: torch.Tensor, labels: torch.Tensor, n_max=None, rng=None) -> tuple:
+    "(sorted indices of the images the victim gets right, at most `n_max` of them drawn with `rng`; clean accuracy): a misclassified image is no attack."
+    from drsn_tvl.victim import predict
+    ok = (predict(victim, images).argmax(1) == labels).numpy()
+    idx = np.flatnonzero(ok)
+    if n_max is not None and len(idx) > n_max: idx = np.sort(idx[(rng or np.random.default_rng(0)).permutation(len(idx))[:int(n_max)]])
+    if len(idx) == 0: raise ValueError("the victim classifies none of the images correctly: nothing to attack")
+    return idx, float(ok.mean())
+
 # %% ../nbs/08_baselines.ipynb #24cbd7b8
 def adaptive_table(victim: nn.Module, extractor: nn.Module, fitted: dict, images, labels=None, eps_list=None,
                    kinds=('pgd', 'cw'), steps=None, weight=None, seed: int = 0, clahe: bool = False, n_max=None,
@@ -657,7 +667,6 @@ def adaptive_table(victim: nn.Module, extractor: nn.Module, fitted: dict, images
     "Static PGD vs adaptive attacks against each fitted detector at each eps: success, detection, evades-both, AUROC, clean FPR."
     from drsn_tvl.core import check_images
     from drsn_tvl.attacks import check_labels, run_attack
-    from drsn_tvl.victim import predict
     from sklearn.metrics import roc_auc_score
     if hasattr(images, 'images') and hasattr(images, 'labels'):       # an AdversarialSet: its clean (correctly classified) images
         images, labels = images.images(None), torch.as_tensor(images.labels)
@@ -665,11 +674,8 @@ def adaptive_table(victim: nn.Module, extractor: nn.Module, fitted: dict, images
     images = check_images(images); labels = check_labels(labels, len(images))
     cfg = baseline_config(cfg, adaptive_eps=eps_list, adaptive_steps=steps, adaptive_weight=weight)
     eps_list, steps = list(cfg.adaptive_eps), cfg.adaptive_steps
-    ok = predict(victim, images).argmax(1) == labels
-    x, y = images[ok], labels[ok]
-    if n_max is not None and len(x) > n_max:
-        keep = np.sort(np.random.default_rng(seed).permutation(len(x))[:n_max]); x, y = x[keep], y[keep]
-    if len(x) == 0: raise ValueError("the victim classifies none of the images correctly: nothing to attack")
+    idx, _ = correctly_classified(victim, images, labels, n_max, np.random.default_rng(seed))
+    x, y = images[idx], labels[idx]
     scorers = {n: DetectionPipeline(d, extractor=extractor, clahe=clahe, img_size=x.shape[-1]) for n, d in fitted.items()}
     p_clean = {n: sc.p_adversarial(x) for n, sc in scorers.items()}
     rows = []
@@ -755,7 +761,6 @@ def badness(fooled: torch.Tensor, flagged: torch.Tensor, margin: torch.Tensor, h
     h = margin.clamp_min(0) + hinge.clamp_min(0)
     return (~fooled) * 2. + flagged * 1. + h / (1 + h)            # the hinge term lies in [0, 1): the classes stay strictly ordered
 
-
 # %% ../nbs/08_baselines.ipynb #ee1833f2
 def strong_adaptive_attack(victim: nn.Module, scorer, images: torch.Tensor, labels, eps=None, variant: str = 'orthogonal',
                            steps=None, restarts=None, eot=None, alpha=None, weight=None, threshold=None, margin: float = 0.1,
@@ -821,15 +826,12 @@ def _rates(fooled, flagged) -> dict:
 # %% ../nbs/08_baselines.ipynb #e97b2d67
 def success_vs_eps(victim: nn.Module, scorer, images, labels, eps_list=None, variant: str = 'orthogonal', n_max=None,
                    cfg: BaselineConfig | None = None, **attack_kw) -> pd.DataFrame:
-    "Attack success, detection and evades-both (Wilson intervals) of `strong_adaptive_attack` at each eps (default `masking_eps`), on the first `n_max` correctly classified images."
+    "Attack success, detection and evades-both (Wilson intervals) of `strong_adaptive_attack` at each eps (default `masking_eps`), on at most `n_max` correctly classified images (drawn with the seed)."
     from drsn_tvl.attacks import check_labels
-    from drsn_tvl.victim import predict
     cfg = baseline_config(cfg, masking_eps=eps_list)
     images = check_images(images); labels = check_labels(labels, len(images))
-    ok = torch.nonzero(predict(victim, images, cfg.attack_batch_size).argmax(1) == labels)[:, 0]    # a misclassified image is no attack
-    if n_max is not None: ok = ok[:int(n_max)]
-    if len(ok) == 0: raise ValueError("success_vs_eps: the victim classifies none of the images correctly: nothing to attack")
-    images, labels = images[ok], labels[ok]
+    idx, _ = correctly_classified(victim, images, labels, n_max, np.random.default_rng(cfg.seed))   # the strong table's draw at the same seed
+    images, labels = images[idx], labels[idx]
     rows = []
     for e in cfg.masking_eps:
         _, rec = strong_adaptive_attack(victim, scorer, images, labels, eps=e, variant=variant, cfg=cfg, **attack_kw)
@@ -837,7 +839,6 @@ def success_vs_eps(victim: nn.Module, scorer, images, labels, eps_list=None, var
                          **_rates(rec['fooled'], rec['flagged']),
                          final_loss=float(f"{rec['curve'].loss.iloc[-1]:.3g}")))   # 3 significant digits: a diagnostic, not a result (its last float digits vary with reduction order)
     return pd.DataFrame(rows).set_index('eps_255')
-
 
 # %% ../nbs/08_baselines.ipynb #a6cbb748
 _TRAIN_KW = ('preset', 'lr', 'epochs', 'batch_size', 'tv_weight', 'patience', 'optimizer', 'wd', 'arch', 'device')
@@ -1054,18 +1055,14 @@ def beyond_adaptive_table(victim: nn.Module, extractor: nn.Module, fitted: dict,
                           n_max=None, seed: int = 0, clahe: bool = False, cfg: BaselineConfig | None = None) -> tuple:
     "Static PGD vs strong adaptive attacks (each variant, and the strongest) per detector and eps, with CIs and the robust-victim bound. Returns (table, curves)."
     from drsn_tvl.attacks import check_labels, run_attack
-    from drsn_tvl.victim import predict
     cfg = baseline_config(cfg, seed=seed)
     if hasattr(images, 'images') and hasattr(images, 'labels'): images, labels = images.images(None), torch.as_tensor(images.labels)
     if labels is None: raise ValueError("labels are required with an image tensor (they come with an AdversarialSet)")
     if not fitted: raise ValueError("fitted: no detectors to evaluate")
     images = check_images(images); labels = check_labels(labels, len(images))
-    ok = (predict(victim, images).argmax(1) == labels).numpy()
-    clean_acc, rng = float(ok.mean()), np.random.default_rng(seed)
-    idx = np.flatnonzero(ok)                                         # at most n_max correctly classified images are attacked
-    if n_max is not None and len(idx) > n_max: idx = np.sort(rng.permutation(idx)[:n_max])
+    rng = np.random.default_rng(seed)
+    idx, clean_acc = correctly_classified(victim, images, labels, n_max, rng)      # at most n_max correctly classified images are attacked
     x, y = images[idx], labels[idx]
-    if len(x) == 0: raise ValueError("the victim classifies none of the images correctly: nothing to attack")
     bound = {}
     if robust_victim is not None:                                     # the robust victim on as many of all the images
         rows_b = np.sort(rng.permutation(len(images))[:max(len(x), min(len(images), n_max or len(images)))])

@@ -740,7 +740,7 @@ def run_strong_adaptive(r: Run, ctx: dict, fx, fitted: dict):
                         aset.images(None), torch.as_tensor(aset.labels), variant='orthogonal', n_max=n, cfg=bcfg.replace(strong_restarts=1))
     r.emit('table_beyond_masking', mt.drop(columns='variant', errors='ignore').assign(**{c: (mt[c] * 100).round(1) for c in mt.columns if rate(c)}),
            r.caption(data, f"Not in the paper: no-gradient-masking check, orthogonal adaptive PGD ({bcfg.strong_steps} steps of step_255/255, "
-                           f"one start) against {check} on the first {n} (at most) correctly classified test images: attack success and "
+                           f"one start) against {check} on at most {n} correctly classified test images (the same seeded draw as the strong table): attack success and "
                            "evades-both must approach 100 % as eps grows; in %"))
 
 
