@@ -23,11 +23,11 @@ from .model import DETECTORS, DetectionPipeline, Detector, register_detector
 # %% auto #0
 __all__ = ['BASELINES', 'ADAPTIVE_VARIANTS', 'AT_DETECTORS', 'ROBUST_ROW', 'BaselineConfig', 'baseline_config', 'VictimMissing',
            'last_linear', 'victim_layers', 'VictimTap', 'ClassicDetector', 'KDBU', 'lid', 'LID', 'Mahalanobis', 'bpda',
-           'bit_depth', 'median_filter', 'Squeeze', 'DFeat', 'LogReg', 'kd_bu', 'lid_detector', 'mahalanobis',
-           'mahalanobis_pp', 'squeeze', 'dfeat', 'logreg', 'takes_images', 'adaptive_attack', 'classic_table',
-           'correctly_classified', 'adaptive_table', 'plot_adaptive', 'wilson', 'victim_margin', 'project_out',
-           'strong_step', 'badness', 'strong_adaptive_attack', 'success_vs_eps', 'AdvTrained', 'PGDTraining',
-           'train_robust_victim', 'robust_accuracy', 'beyond_adaptive_table', 'plot_beyond']
+           'bit_depth', 'median_filter', 'Squeeze', 'MSP', 'DFeat', 'LogReg', 'kd_bu', 'lid_detector', 'mahalanobis',
+           'mahalanobis_pp', 'squeeze', 'msp', 'dfeat', 'logreg', 'takes_images', 'adaptive_attack', 'classic_table',
+           'union_thresholds', 'correctly_classified', 'adaptive_table', 'plot_adaptive', 'wilson', 'victim_margin',
+           'project_out', 'strong_step', 'badness', 'strong_adaptive_attack', 'success_vs_eps', 'AdvTrained',
+           'PGDTraining', 'train_robust_victim', 'robust_accuracy', 'beyond_adaptive_table', 'plot_beyond']
 
 # %% ../nbs/08_baselines.ipynb #8394deb5
 @dataclass(frozen=True)
@@ -426,6 +426,23 @@ class Squeeze(ClassicDetector):
         p = (self.distances(x).max(1).values / 2).clamp(_EPS, 1 - _EPS)
         return torch.log(p) - torch.log1p(-p)
 
+# %% ../nbs/08_baselines.ipynb #m5p0cd01
+class MSP(ClassicDetector):
+    "Hendrycks & Gimpel 2017: 1 − (p_top1 − p_top2) of the victim's softmax; nothing is learnt from attacks, only the clean 5 %-FPR threshold."
+    inputs = 'images'
+    def doubt(self, x) -> torch.Tensor:
+        "1 − (p₍₁₎ − p₍₂₎) per image in float64 (0: certain, 1: a tie), differentiable."
+        p = self._need_victim()(x).double().softmax(-1)
+        top = p.topk(2, dim=-1)
+        rest = p.sum(-1) - top.values[:, 0] - top.values[:, 1]          # the other classes' mass, without 1 − p₍₁₎'s cancellation
+        return (rest + 2 * top.values[:, 1]).clamp(1e-300, 1.)
+
+    def _fit(self, x, y, valid): self._state = dict(n_clean=int((y == 0).sum()))
+
+    def _logit(self, x):
+        q = self.doubt(x).clamp(1e-15, 1 - 1e-15)
+        return (torch.log(q) - torch.log1p(-q)).to(x.dtype)     # float64 inside, the caller's dtype out (the attackers write it into x's)
+
 # %% ../nbs/08_baselines.ipynb #a54e955d
 class DFeat(ClassicDetector):
     "Ma et al. 2021 'DFeat': random forest on globally pooled backbone feature maps (hard forest, soft-forest gradient)."
@@ -508,7 +525,7 @@ class LogReg(ClassicDetector):
     def _logit(self, x): return _Logistic.logit(self._state, x.mean((2, 3)))
 
 # %% ../nbs/08_baselines.ipynb #1da1e963
-BASELINES = ('kd_bu', 'lid', 'mahalanobis', 'mahalanobis_pp', 'squeeze', 'dfeat', 'logreg')
+BASELINES = ('kd_bu', 'lid', 'mahalanobis', 'mahalanobis_pp', 'squeeze', 'msp', 'dfeat', 'logreg')
 
 @register_detector('kd_bu', neural=False, paper='Feinman et al. 2017 (not in the paper)', inputs='images')
 def kd_bu(in_shape, classes, baseline_cfg: BaselineConfig | None = None, **kw):
@@ -539,6 +556,12 @@ def mahalanobis_pp(in_shape, classes, baseline_cfg: BaselineConfig | None = None
 def squeeze(in_shape, classes, baseline_cfg: BaselineConfig | None = None, **kw):
     "Feature squeezing: bit depth (squeeze_bits) and median filter (squeeze_median) on the victim's softmax; clean-only threshold."
     return Squeeze(in_shape, classes, cfg=baseline_config(baseline_cfg), **kw)
+
+# %% ../nbs/08_baselines.ipynb #m5p0cd02
+@register_detector('msp', neural=False, paper='Hendrycks & Gimpel 2017 (not in the paper)', inputs='images')
+def msp(in_shape, classes, baseline_cfg: BaselineConfig | None = None, **kw):
+    "The victim's softmax gap p_top1 − p_top2 (small = suspicious); clean-only threshold."
+    return MSP(in_shape, classes, cfg=baseline_config(baseline_cfg), **kw)
 
 # %% ../nbs/08_baselines.ipynb #88bbc910
 @register_detector('dfeat', neural=False, paper='Ma et al. 2021 "DFeat" (not in the paper)', inputs='features')
@@ -649,6 +672,22 @@ def classic_table(victim: nn.Module, extractor: nn.Module, sets: dict, detectors
     df = pd.DataFrame(rows).set_index('detector')
     df.columns = pd.MultiIndex.from_tuples(df.columns, names=['attack', 'metric'])
     return df, fitted
+
+# %% ../nbs/08_baselines.ipynb #m5p0cd03
+def union_thresholds(clean_scores, fpr: float = 0.05) -> list:
+    "One threshold per member score (flag when score > t) for the OR rule 'flag if any member flags', set on the same clean rows (list of arrays, one per member) so that at most `fpr` of them are flagged; every member at the same clean FPR."
+    from drsn_tvl.model import threshold_at_fpr
+    s = [np.asarray(c, float) for c in clean_scores]
+    if not s or len({len(c) for c in s}) != 1 or len(s[0]) == 0:
+        raise ValueError(f"clean_scores: expected one non-empty score array per member, all of the same length (the same clean rows), got lengths {[len(c) for c in s]}")
+    if not 0 <= fpr < 1: raise ValueError(f"fpr must lie in [0, 1), got {fpr}")
+    n, no_adv = len(s[0]), np.zeros(len(s[0]), bool)
+    best = [threshold_at_fpr(no_adv, c, 0.) for c in s]
+    for k in range(1, int(math.floor(fpr * n)) + 1):
+        t = [threshold_at_fpr(no_adv, c, k / n) for c in s]
+        if np.any([c > ti for c, ti in zip(s, t)], axis=0).mean() > fpr: break
+        best = t
+    return best
 
 # %% ../nbs/08_baselines.ipynb #c0rrcl01
 def correctly_classified(victim: nn.Module, images: torch.Tensor, labels: torch.Tensor, n_max=None, rng=None) -> tuple:

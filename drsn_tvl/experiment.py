@@ -17,15 +17,15 @@ from .core import atomic_write, get_settings, seed_everything, stage_seed
 from .data import DATASETS, SPLITS, find_root
 
 # %% auto #0
-__all__ = ['PAPER_TABLES', 'FROM_SETTINGS', 'PARAMS', 'PRESETS', 'GEN_VALID_MAX', 'METRICS', 'BASELINE', 'GEN_MIN_TRAIN',
+__all__ = ['PAPER_TABLES', 'FROM_SETTINGS', 'PARAMS', 'PRESETS', 'GEN_VALID_MAX', 'METRICS', 'BASELINE', 'GEN_MIN_TRAIN', 'UNION',
            'SIMPLEST', 'PROGRESS', 'STAGES', 'TIMING', 'paper_table', 'experiment_params', 'check_params',
            'stage_victim', 'stage_generators', 'stage_adversarial', 'extractor_for', 'stage_features', 'detection_data',
            'fit_and_score', 'summarise', 'caption', 'table_detectors', 'baseline_cols', 'table_generators',
-           'finetuned_model', 'table_backbones', 'table_unseen', 'plot_roc', 'plot_confusion', 'plot_eps_sweep',
-           'summary_md', 'write_report', 'Run', 'run_attack_stages', 'pick_best', 'sources_table',
-           'run_detector_stages', 'run_paper_tables', 'run_strong_adaptive', 'run_beyond', 'run_eps_sweep',
-           'finish_run', 'run_experiment', 'experiment_notebook', 'run_name', 'compare_runs', 'ProgressEcho',
-           'run_notebook']
+           'finetuned_model', 'table_backbones', 'table_unseen', 'fit_union', 'union_cols', 'plot_roc',
+           'plot_confusion', 'plot_eps_sweep', 'summary_md', 'write_report', 'Run', 'run_attack_stages', 'pick_best',
+           'sources_table', 'run_detector_stages', 'run_paper_tables', 'run_strong_adaptive', 'run_beyond',
+           'run_eps_sweep', 'finish_run', 'run_experiment', 'experiment_notebook', 'run_name', 'compare_runs',
+           'ProgressEcho', 'run_notebook']
 
 # %% ../nbs/09_experiments.ipynb #3477e8f9
 _M = ['accuracy', 'precision', 'sensitivity', 'f1']
@@ -99,7 +99,7 @@ PARAMS = dict(
     independent_attacks=['fgsm_ref', 'boundary'],
     backbone=None, backbones=['tf_efficientnet_lite0', 'tf_efficientnet_lite1', 'tf_efficientnet_lite2', 'resnet18'], finetuned_backbones=['resnet18'], pool=0, feature_sources=['backbone', 'victim'], victim_grid=None,
     detectors=['drsn_tvl', 'drsn', 'cnn', 'dnn', 'transformer', 'logreg'], detector_preset=None, epochs=None,
-    baselines=['logreg', 'kd_bu', 'lid', 'mahalanobis', 'mahalanobis_pp', 'squeeze', 'dfeat'], adaptive_max_images=8, adaptive_kinds=['pgd'],
+    baselines=['logreg', 'kd_bu', 'lid', 'mahalanobis', 'mahalanobis_pp', 'squeeze', 'msp', 'dfeat'], adaptive_max_images=8, adaptive_kinds=['pgd'],
     adaptive_steps=None, adaptive_eps=None,
     adaptive_eval_images=0, strong_steps=None, strong_restarts=None, at_detectors=['logreg_at', 'drsn_tvl_at'], at_rounds=None, robust_victim=True,
     seeds=[0], max_images=96, max_images_strong=24, sweep_max_images=None, attack_params={}, out_dir='out', ds_kwargs={}, device=None)
@@ -389,9 +389,9 @@ def table_backbones(p, asets, attacks) -> pd.DataFrame:
 
 
 # %% ../nbs/09_experiments.ipynb #112c0bb6
-def table_unseen(p, det, asets_test, attacks, source: str = 'backbone', victim=None, baseline=None) -> pd.DataFrame:
-    "Tables 10-11: a detector trained on the standard attacks, scored on balanced clean vs unseen-attack test sets (AUROC, and TPR at the 5 %-FPR threshold set on valid); the fitted `baseline` (the logistic regression on the same features and rows) beside it."
-    from drsn_tvl.model import evaluate
+def table_unseen(p, det, asets_test, attacks, source: str = 'backbone', victim=None, baseline=None, union: dict | None = None) -> pd.DataFrame:
+    "Tables 10-11: a detector trained on the standard attacks, scored on balanced clean vs unseen-attack test sets (AUROC, and TPR at the 5 %-FPR threshold set on valid); the fitted `baseline` (the logistic regression on the same features and rows) beside it; with `union` (`fit_union`), the victim's softmax gap and the OR of both on the same rows."
+    from drsn_tvl.model import evaluate, make_detection_set
     rows = []
     for a in attacks:
         try: data = detection_data(p, {'test': asets_test}, [a], source=source, victim=victim)
@@ -399,12 +399,40 @@ def table_unseen(p, det, asets_test, attacks, source: str = 'backbone', victim=N
             rows.append(dict(attack=a, n=0, note=str(e)[:80])); continue
         m = evaluate(det, data['test'])
         st = asets_test.stats.set_index('attack').loc[a]
-        rows.append(dict(attack=a, n=len(data['test']), success_rate=round(100 * st['success_rate'], 1),
-                         linf_255=round(255 * st['linf_mean'], 2), l2=round(st['l2_mean'], 3),
-                         **{k: round(100 * m[k], 2) for k in ('accuracy', 'f1', 'auroc', 'tpr_at_fpr') if k in m},
-                         **({k: round(100 * v, 2) for k, v in baseline_cols(evaluate(baseline, data['test'])).items()} if baseline is not None else {})))
+        row = dict(attack=a, n=len(data['test']), success_rate=round(100 * st['success_rate'], 1),
+                   linf_255=round(255 * st['linf_mean'], 2), l2=round(st['l2_mean'], 3),
+                   **{k: round(100 * m[k], 2) for k in ('accuracy', 'f1', 'auroc', 'tpr_at_fpr') if k in m})
+        if baseline is not None: row.update({k: round(100 * v, 2) for k, v in baseline_cols(evaluate(baseline, data['test'])).items()})
+        if union is not None:
+            kept = np.flatnonzero(asets_test.kept(a))
+            row.update(union_cols(union, det, data['test'], make_detection_set(asets_test.images(None), asets_test.images(a), [a] * len(kept), kept)))
+        rows.append(row)
     return pd.DataFrame(rows).set_index('attack')
 
+
+# %% ../nbs/09_experiments.ipynb #m5p9cd01
+UNION = 'msp'     # the member OR-ed with the best detector in Tables 10-11: the victim's softmax gap (08_baselines)
+
+def fit_union(p, ctx) -> dict:
+    "`msp` fitted on the run's standard attacks (only its clean 5 %-FPR threshold on valid) and the thresholds [best, msp] of the OR rule, set on the valid clean rows of `ctx['data']` so that the pair flags at most the best detector's target FPR of them."
+    from drsn_tvl.baselines import classic_table, union_thresholds
+    best, dv, asets = ctx['best'], ctx['data']['valid'], ctx['asets']
+    _, fitted = classic_table(ctx['victim'], None, asets, detectors=[UNION], attacks=list(p['attacks']), seed=p['seeds'][0])
+    m, clean = fitted[UNION], (dv.y == 0).numpy()
+    sb, sm = best.p_adversarial(dv.x[clean]), m.p_adversarial(asets['valid'].images(None)[torch.as_tensor(dv.source[clean])])
+    t = union_thresholds([sb, sm], best.target_fpr or 0.05)
+    return dict(member=m, thresholds=t, valid_fpr=float(((sb > t[0]) | (sm > t[1])).mean()))
+
+def union_cols(union: dict, det, feats, images) -> dict:
+    "Columns `msp tpr_at_fpr`, `or_msp tpr_at_fpr`, `or_msp clean_fpr` (in %) of detector `det` on detection set `feats` and `msp` on `images`, the same rows as images."
+    if not torch.equal(feats.y, images.y) or not np.array_equal(feats.source, images.source):
+        raise ValueError("union_cols: the feature and image detection sets hold different rows; build both with make_detection_set from the same clean/adversarial sources")
+    adv = feats.y.numpy() != 0
+    sb, sm = det.p_adversarial(feats.x), union['member'].p_adversarial(images.x)
+    flag = (sb > union['thresholds'][0]) | (sm > union['thresholds'][1])
+    pct = lambda v: round(100 * float(v), 2)
+    return {f'{UNION} tpr_at_fpr': pct((sm[adv] > union['member'].threshold).mean()), f'or_{UNION} tpr_at_fpr': pct(flag[adv].mean()),
+            f'or_{UNION} clean_fpr': pct(flag[~adv].mean())}
 
 # %% ../nbs/09_experiments.ipynb #b6beca76
 def plot_roc(fitted: dict, data, title=''):
@@ -461,7 +489,7 @@ _PAPER_ROWS = {'drsn_tvl': ((6, 'DRSN-TVL'), (7, 'DRSN-TVL')), 'cnn': ((6, 'CNN'
                'drsn': ((8, 'DRSN (without TVL), Chest X-Ray'), (8, 'DRSN (without TVL), Fundoscopy'))}
 # classic baselines from the simplest: a logistic regression on features (none registered yet), DFeat (a random forest
 # on pooled features, Ma et al. 2021), Mahalanobis, KD+BU, LID, then the pre-processing ones
-SIMPLEST = ['logreg', 'dfeat', 'mahalanobis', 'kd_bu', 'lid', 'mahalanobis_pp', 'squeeze']
+SIMPLEST = ['logreg', 'dfeat', 'mahalanobis', 'kd_bu', 'lid', 'mahalanobis_pp', 'squeeze', 'msp']
 
 def _paper_acc(det: str) -> str:
     if det not in _PAPER_ROWS: return '-'
@@ -501,9 +529,11 @@ def summary_md(p: dict, tables: dict, figs: list, victim_accuracy=None, detector
     un = [t for t in (tables.get('table_10'), tables.get('table_11')) if t is not None and 'tpr_at_fpr' in t]
     if un:
         u = pd.concat(un).dropna(subset=['tpr_at_fpr'])
-        base = f'{BASELINE} tpr_at_fpr'
-        L += [f"- **Attacks not seen in training** (Tables 10-11, TPR at the 5 %-FPR threshold of valid, in %; n per attack in the tables): "
-              + '; '.join(f"{a} {r['tpr_at_fpr']:g}" + (f" ({BASELINE} {r[base]:g})" if base in u and not pd.isna(r[base]) else '')
+        base, orc = f'{BASELINE} tpr_at_fpr', f'or_{UNION} tpr_at_fpr'
+        has = lambda r, k: k in u and not pd.isna(r[k])
+        L += [f"- **Attacks not seen in training** (Tables 10-11, TPR at the 5 %-FPR threshold of valid, in %; n per attack in the tables"
+              + (f"; or {UNION}: flagged by the detector or the victim's softmax gap, the same 5 % budget" if orc in u else '') + "): "
+              + '; '.join(f"{a} {r['tpr_at_fpr']:g}" + (f" ({BASELINE} {r[base]:g}" + (f", or {UNION} {r[orc]:g}" if has(r, orc) else '') + ')' if has(r, base) else '')
                           for a, r in u.iterrows()) + '.']
     ad = tables.get('table_beyond_adaptive')
     if ad is not None and len(ad):
@@ -691,11 +721,14 @@ def run_paper_tables(r: Run, ctx: dict):
         r.emit('table_4_5', table_backbones(p, ctx['asets'], ctx['main']), r.caption(data, 'DRSN-TVL on the features of each backbone (frozen with its weights, or a comparison architecture trained on the dataset), in %'))
     r.tick('backbones table', f"{len(p['backbones']) + len(p.get('finetuned_backbones') or [])} backbones" if 'table_4_5' in r.tables else 'skipped')
     if ctx['unseen']:
+        union = fit_union(p, ctx)
         for name, group in (('table_10', p['strong_attacks']), ('table_11', p['independent_attacks'])):
-            if group: r.emit(name, table_unseen(p, best, ctx['test_unseen'], group, ctx['source'], ctx['victim'], ctx.get('baseline')),
+            if group: r.emit(name, table_unseen(p, best, ctx['test_unseen'], group, ctx['source'], ctx['victim'], ctx.get('baseline'), union),
                              r.caption(data, f"{best.name} (seed {p['seeds'][0]}) trained on {ctx['main']}, scored on balanced clean vs "
                                              f"unseen-attack test sets of at most {p['max_images_strong']} images (n per attack in the "
-                                             f"table; eps for L∞ attacks), {BASELINE} on the same features and rows beside it; in %"))
+                                             f"table; eps for L∞ attacks), {BASELINE} on the same features and rows beside it; {UNION}: the victim's softmax gap "
+                                             f"(Hendrycks & Gimpel 2017) at its own 5 %-FPR threshold; or_{UNION}: flagged by {best.name} or {UNION}, "
+                                             f"thresholds set on valid so that the pair flags {100 * union['valid_fpr']:.1f} % of the valid clean rows; in %"))
     r.tick('unseen tables', f"{len(ctx['unseen'])} unseen attacks scored")
 
 # %% ../nbs/09_experiments.ipynb #14c0b903

@@ -8,7 +8,7 @@ from torch import nn
 from drsn_tvl.attacks import run_attack
 from drsn_tvl.core import to_8bit
 from drsn_tvl.victim import train_victim, victim_splits
-from drsn_tvl.baselines import BASELINES, VictimMissing, adaptive_attack, adaptive_table, bit_depth, bpda, classic_table, median_filter, takes_images
+from drsn_tvl.baselines import BASELINES, VictimMissing, union_thresholds, adaptive_attack, adaptive_table, bit_depth, bpda, classic_table, median_filter, takes_images
 from drsn_tvl.data import load_arrays
 from drsn_tvl.core import FeatureError
 from drsn_tvl.features import create_extractor
@@ -48,7 +48,7 @@ def fitted(world):
 
 
 # ---------------------------------------------------------------- detection of an obvious perturbation
-@pytest.mark.parametrize('name', [n for n in BASELINES if n != 'squeeze'])
+@pytest.mark.parametrize('name', [n for n in BASELINES if n not in ('squeeze', 'msp')])    # the two learn nothing from attacks
 def test_baseline_separates_heavy_noise(world, fitted, name):
     det = fitted[name]
     sets = world['img'] if takes_images(name) else world['feat']
@@ -80,6 +80,34 @@ def test_squeeze_detects_what_squeezing_removes(world):
     assert evaluate(det, sets['test'])['auroc'] > 0.9
     # and the natural images of the noise set are not separated by this victim: squeezing is not a generic noise detector
     with torch.no_grad(): assert det.distances(xs['test']).max() < 0.2
+
+
+def test_msp_flags_the_torn_victim_not_the_confident_one(world):
+    "The softmax gap: images the Checker victim sees at its decision boundary are flagged, confident ones are not, and they keep distinct scores."
+    v, xs = Checker(), world['xs']
+    cb = ((torch.arange(40)[:, None] + torch.arange(40)[None]) % 2).float()
+    # the checkerboard strength that puts each image on the boundary (both logits 1): what a minimal attack does
+    torn = lambda x: (x + (1 - v.k * (x * (cb * 2 - 1)).mean((1, 2, 3)))[:, None, None, None] / (v.k * cb.mean()) * cb).clamp(0, 1)
+    sets = {s: make_detection_set(x, torn(x), ['torn'] * len(x)) for s, x in xs.items()}
+    det = fit_detector('msp', sets['train'], sets['valid'], victim=v, seed=0)
+    m = evaluate(det, sets['test'])
+    assert m['auroc'] > 0.99 and m['tpr_at_fpr'] > 0.95, m
+    clean = det.p_adversarial(xs['test'])
+    assert len(np.unique(clean)) == len(clean) and clean.max() < 0.9       # confident: no tie at the threshold
+    det.victim = None
+    with pytest.raises(VictimMissing, match='attach'): det.p_adversarial(xs['test'][:2])
+
+
+@pytest.mark.parametrize('k,n,seed', [(2, 400, 0), (3, 150, 1), (2, 37, 2)])
+def test_union_thresholds_spend_one_budget(k, n, seed):
+    "The OR rule's thresholds: at most 5 % of the clean rows flagged by any member, and not much less (the budget is used)."
+    g = np.random.default_rng(seed)
+    s = [g.normal(size=n) for _ in range(k)]
+    t = union_thresholds(s, 0.05)
+    u = np.any([si > ti for si, ti in zip(s, t)], axis=0).mean()
+    assert u <= 0.05 and (u > 0.05 - k / n or n * 0.05 < k), (u, k, n)
+    with pytest.raises(ValueError, match='same length'): union_thresholds([s[0], s[1][:-1]])
+    with pytest.raises(ValueError, match='fpr'): union_thresholds(s, 1.5)
 
 
 def test_median_filter_and_bit_depth_match_references():

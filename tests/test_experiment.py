@@ -149,6 +149,11 @@ def test_tiny_run_end_to_end(tmp_path, capsys):
     for t in ('table_10', 'table_11'):
         u = pd.read_csv(out / f'{t}.csv', index_col=0)
         assert {'auroc', 'tpr_at_fpr', 'logreg auroc', 'logreg tpr_at_fpr'} <= set(u.columns), (t, u.columns)
+        # the victim's softmax gap and the OR rule beside the detector, the pair's budget set on valid and said in the caption
+        cols = ['msp tpr_at_fpr', 'or_msp tpr_at_fpr', 'or_msp clean_fpr']
+        assert set(cols) <= set(u.columns) and u[cols].dropna().apply(lambda c: c.between(0, 100)).all().all(), u
+        fpr = float(re.search(r'the pair flags ([\d.]+) % of the valid clean rows', (out / f'{t}.md').read_text()).group(1))
+        assert 0 <= fpr <= 5.0, fpr
     # Tables 4-5: a frozen backbone with its shipped weights, and a comparison architecture trained on the dataset
     t45 = pd.read_csv(out / 'table_4_5.csv', index_col=0)
     assert list(t45.index) == ['tf_efficientnet_lite0', 'resnet18 (fine-tuned)'], t45
