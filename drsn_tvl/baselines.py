@@ -434,13 +434,13 @@ class MSP(ClassicDetector):
         "1 − (p₍₁₎ − p₍₂₎) per image in float64 (0: certain, 1: a tie), differentiable."
         p = self._need_victim()(x).double().softmax(-1)
         top = p.topk(2, dim=-1)
-        rest = p.sum(-1) - top.values[:, 0] - top.values[:, 1]          # the other classes' mass, without 1 − p₍₁₎'s cancellation
-        return (rest + 2 * top.values[:, 1]).clamp(1e-300, 1.)
+        rest = p.sum(-1) - top.values[:, 0] - top.values[:, 1]          # the other classes' mass (float64: exact to ~1e-16)
+        return (rest + 2 * top.values[:, 1]).clamp(0., 1.)            # rounding can leave [0, 1] by an ulp
 
     def _fit(self, x, y, valid): self._state = dict(n_clean=int((y == 0).sum()))
 
     def _logit(self, x):
-        q = self.doubt(x).clamp(1e-15, 1 - 1e-15)
+        q = self.doubt(x).clamp(1e-15, 1 - 1e-15)           # float64: distinct down to a doubt of 1e-15 (float32 would tie below ~1e-7)
         return (torch.log(q) - torch.log1p(-q)).to(x.dtype)     # float64 inside, the caller's dtype out (the attackers write it into x's)
 
 # %% ../nbs/08_baselines.ipynb #a54e955d

@@ -414,13 +414,14 @@ def table_unseen(p, det, asets_test, attacks, source: str = 'backbone', victim=N
 UNION = 'msp'     # the member OR-ed with the best detector in Tables 10-11: the victim's softmax gap (08_baselines)
 
 def fit_union(p, ctx) -> dict:
-    "`msp` fitted on the run's standard attacks (only its clean 5 %-FPR threshold on valid) and the thresholds [best, msp] of the OR rule, set on the valid clean rows of `ctx['data']` so that the pair flags at most the best detector's target FPR of them."
+    "`msp` fitted on the run's standard attacks (only its clean 5 %-FPR threshold on valid) and the thresholds [best, msp] of the OR rule, set on the valid clean rows of `ctx['data']` so that the pair flags at most the best detector's target FPR of them. `ctx` is the experiment's context: `best`, `data`, `asets`, `victim`."
     from drsn_tvl.baselines import classic_table, union_thresholds
     best, dv, asets = ctx['best'], ctx['data']['valid'], ctx['asets']
+    if best.threshold is None: raise ValueError(f"{best.name} has no calibrated threshold: fit it with a valid split before the OR rule")
     _, fitted = classic_table(ctx['victim'], None, asets, detectors=[UNION], attacks=list(p['attacks']), seed=p['seeds'][0])
     m, clean = fitted[UNION], (dv.y == 0).numpy()
     sb, sm = best.p_adversarial(dv.x[clean]), m.p_adversarial(asets['valid'].images(None)[torch.as_tensor(dv.source[clean])])
-    t = union_thresholds([sb, sm], best.target_fpr or 0.05)
+    t = union_thresholds([sb, sm], best.target_fpr)             # the budget the detector itself was calibrated to
     return dict(member=m, thresholds=t, valid_fpr=float(((sb > t[0]) | (sm > t[1])).mean()))
 
 def union_cols(union: dict, det, feats, images) -> dict:
