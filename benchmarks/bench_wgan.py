@@ -7,7 +7,8 @@ classifies correctly: the fooling rate after 8-bit rounding of each generator an
 package's attack registry, `run_attack`, as the experiment runs them), the mean L-inf / L2 of the rounded
 perturbation in grey levels, the share of pixels whose perturbation rounded to zero, the critic's estimate on the
 valid split for the generator's images and for noise at the same L-inf (`critic_report`), the attack throughput in
-images/s (one generator forward pass vs PGD's 10 gradient steps, same victim, same batch of images), their ratio, and
+images/s (one generator forward pass vs PGD's 10 gradient steps, same victim, same batch of images), their ratio, FGSM's
+rate and speed beside them (the gradient-informed generator's starting point), and
 the generator's training cost (seconds, epochs, images).
 
     .venv/bin/python benchmarks/bench_wgan.py [--dataset synthetic|eye-diseases|nih-chestxray14] [--data-root ../shared/data]
@@ -93,6 +94,9 @@ def main():
         pgd = dict(attack='pgd-10', eps=round(eps * 255, 3), **fooled('pgd'),
                    img_per_s=rate(lambda b: run_attack('pgd', victim, b, ys[:len(b)], eps=eps), xs, reps=1))
         rows.append(pgd)
+        # FGSM: the generator's starting point when gen_input = image+grad (its learned skip starts at FGSM's signs)
+        rows.append(dict(attack='fgsm', eps=round(eps * 255, 3), **fooled('fgsm'),
+                         img_per_s=rate(lambda b: run_attack('fgsm', victim, b, ys[:len(b)], eps=eps), xs, reps=2)))
         for v, ov in ((v, ov) for ov in configs for v in a.variants.split(',')):
             t = time.perf_counter()
             gan = train_generator(victim, tr, va, v, epochs=a.epochs, eps=eps, progress=False, **ov)

@@ -17,17 +17,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .core import FeatureError, StageConfig, check_images, seed_everything
-from .model import DETECTORS, DetectionPipeline, Detector, register_detector
+from .core import FeatureError, StageConfig, check_images, model_fingerprint, seed_everything
+from .model import DETECTORS, DetectionPipeline, Detector, as_images, register_detector
 
 # %% auto #0
-__all__ = ['BASELINES', 'ADAPTIVE_VARIANTS', 'AT_DETECTORS', 'ROBUST_ROW', 'BaselineConfig', 'baseline_config', 'VictimMissing',
-           'last_linear', 'victim_layers', 'VictimTap', 'ClassicDetector', 'KDBU', 'lid', 'LID', 'Mahalanobis', 'bpda',
-           'bit_depth', 'median_filter', 'Squeeze', 'MSP', 'DFeat', 'LogReg', 'kd_bu', 'lid_detector', 'mahalanobis',
-           'mahalanobis_pp', 'squeeze', 'msp', 'dfeat', 'logreg', 'takes_images', 'adaptive_attack', 'classic_table',
-           'union_thresholds', 'correctly_classified', 'adaptive_table', 'plot_adaptive', 'wilson', 'victim_margin',
-           'project_out', 'strong_step', 'badness', 'strong_adaptive_attack', 'success_vs_eps', 'AdvTrained',
-           'PGDTraining', 'train_robust_victim', 'robust_accuracy', 'beyond_adaptive_table', 'plot_beyond']
+__all__ = ['BASELINES', 'OR_RULE_FORMAT', 'ADAPTIVE_VARIANTS', 'AT_DETECTORS', 'ROBUST_ROW', 'BaselineConfig', 'baseline_config',
+           'VictimMissing', 'last_linear', 'victim_layers', 'VictimTap', 'ClassicDetector', 'KDBU', 'lid', 'LID',
+           'Mahalanobis', 'bpda', 'bit_depth', 'median_filter', 'Squeeze', 'MSP', 'DFeat', 'LogReg', 'kd_bu',
+           'lid_detector', 'mahalanobis', 'mahalanobis_pp', 'squeeze', 'msp', 'dfeat', 'logreg', 'takes_images',
+           'adaptive_attack', 'classic_table', 'union_thresholds', 'OrPipeline', 'correctly_classified',
+           'adaptive_table', 'plot_adaptive', 'wilson', 'victim_margin', 'project_out', 'strong_step', 'badness',
+           'strong_adaptive_attack', 'success_vs_eps', 'AdvTrained', 'PGDTraining', 'train_robust_victim',
+           'robust_accuracy', 'beyond_adaptive_table', 'plot_beyond']
 
 # %% ../nbs/08_baselines.ipynb #8394deb5
 @dataclass(frozen=True)
@@ -688,6 +689,93 @@ def union_thresholds(clean_scores, fpr: float = 0.05) -> list:
         if np.any([c > ti for c, ti in zip(s, t)], axis=0).mean() > fpr: break
         best = t
     return best
+
+# %% ../nbs/08_baselines.ipynb #5b080f49
+OR_RULE_FORMAT = 1
+
+class OrPipeline:
+    "Flag an image when the pipeline's detector or `member` (the victim's softmax gap, `msp`) flags it, at `thresholds` = [detector, member] set together on clean valid rows (`union_thresholds`)."
+    def __init__(self, pipe: DetectionPipeline, member: Detector, thresholds, valid_fpr: float | None = None):
+        if not isinstance(pipe, DetectionPipeline): raise TypeError(f"pipe: expected a DetectionPipeline, got {type(pipe).__name__}")
+        if not isinstance(member, Detector) or member.inputs != 'images' or not member.fitted:
+            raise TypeError(f"member: expected a fitted detector on images with the victim attached (msp), got {getattr(member, 'name', type(member).__name__)}")
+        member._need_victim()
+        t = [float(v) for v in np.ravel(thresholds)]
+        if len(t) != 2 or not all(np.isfinite(t)): raise ValueError(f"thresholds: expected two finite thresholds [detector, member] (union_thresholds), got {thresholds}")
+        if pipe.detector.n_classes != 2: raise ValueError(f"the OR rule needs a detect-task detector (clean vs adversarial), got classes {pipe.detector.classes}")
+        self.pipe, self.member, self.thresholds, self.valid_fpr = pipe, member, t, valid_fpr
+        self.detector, self.img_size, self.threshold = pipe.detector, pipe.img_size, t[0]
+
+    def describe(self) -> str:
+        return (f"{self.detector.name} P(adversarial) > {self.thresholds[0]:.4g} or {self.member.name} doubt > {self.thresholds[1]:.4g}"
+                + (f", {100 * self.valid_fpr:.1f} % of the clean valid images" if self.valid_fpr is not None else ''))
+
+    def member_scores(self, images, batch_size: int = 64) -> np.ndarray:
+        "The member's P(adversarial) on the images the victim sees (resized, no CLAHE), in batches."
+        x = as_images(images, self.img_size)
+        return np.concatenate([self.member.p_adversarial(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+
+    def score(self, images) -> pd.DataFrame:
+        "`DetectionPipeline.score` with `flagged` = the OR rule, plus `p_msp`, `flagged_detector`, `flagged_msp`."
+        df = self.pipe.score(images)
+        pm = self.member_scores(images)
+        fd, fm = df['p_adversarial'].to_numpy() > self.thresholds[0], pm > self.thresholds[1]
+        df['flagged'] = fd | fm
+        return df.assign(**{f'p_{self.member.name}': pm, 'flagged_detector': fd, f'flagged_{self.member.name}': fm})
+
+    def flagged(self, images) -> torch.Tensor:
+        return torch.from_numpy(self.score(images)['flagged'].to_numpy())
+
+    def save(self, path) -> Path:
+        "One file: the pipeline's blob plus `or_rule` (member, thresholds, valid FPR; the victim's weights unless the pipeline holds them)."
+        from drsn_tvl.model import _pack
+        from drsn_tvl.core import atomic_write
+        from drsn_tvl.attacks import victim_key
+        blob, v = self.pipe.blob(), self.member._need_victim()
+        pv = getattr(self.pipe.extractor, 'victim', None)              # a victim-feature pipeline saves its own victim: it must be msp's
+        if pv is not None and model_fingerprint(pv) != model_fingerprint(v):
+            raise ValueError(f"the pipeline reads the features of victim {model_fingerprint(pv)}, but {self.member.name} runs victim "
+                             f"{model_fingerprint(v)}: the OR rule needs one victim")
+        if self.member._victim_key is not None and victim_key(v) != self.member._victim_key:
+            raise ValueError(f"{self.member.name} was fitted with victim {self.member._victim_key}, but victim {victim_key(v)} is attached")
+        rule = dict(format=OR_RULE_FORMAT, member=_pack(self.member), thresholds=self.thresholds, valid_fpr=self.valid_fpr)
+        if 'victim_state' not in blob:
+            if getattr(v, 'arch', None) is None or getattr(v, 'n_classes', None) is None:
+                raise TypeError(f"the OR rule saves its victim as a drsn_tvl.victim.Victim; got {type(v).__name__}")
+            blob['victim_state'] = {k: t.detach().cpu() for k, t in v.state_dict().items()}
+        rule.update(victim_arch=v.arch, victim_classes=v.n_classes, victim_fp=model_fingerprint(v))   # load checks the rebuilt victim's weights
+        blob['or_rule'] = rule
+        return atomic_write(path, lambda p: torch.save(blob, p))
+
+    @classmethod
+    def load(cls, path, weights=None) -> 'OrPipeline':
+        "Read a file written by `save`: the pipeline, the member with the victim re-attached (checked), the thresholds."
+        from drsn_tvl.model import read_saved
+        return cls.from_blob(read_saved(path), path, weights)
+
+    @classmethod
+    def from_blob(cls, blob: dict, path='<blob>', weights=None) -> 'OrPipeline':
+        "The OR rule of a loaded `blob` (what `save` wrote; `path` names it in errors)."
+        from drsn_tvl.model import _unpack
+        from drsn_tvl.features import SourceExtractor
+        if not isinstance(blob, dict) or 'or_rule' not in blob:
+            raise ValueError(f"{path}: holds no OR rule (a plain DetectionPipeline file: load it with DetectionPipeline.load)")
+        rule = blob['or_rule']
+        if rule.get('format') != OR_RULE_FORMAT: raise ValueError(f"{path}: OR-rule format {rule.get('format')}, this version reads {OR_RULE_FORMAT}")
+        pipe = DetectionPipeline.from_blob(blob, path, weights)
+        if isinstance(pipe.extractor, SourceExtractor): v = pipe.extractor.victim
+        else:
+            from drsn_tvl.victim import Victim
+            v = Victim(rule['victim_arch'], rule['victim_classes'], pretrained=False)
+            v.load_state_dict(blob['victim_state']); v.eval()
+        if model_fingerprint(v) != rule['victim_fp']:
+            raise ValueError(f"{path}: the OR rule was saved with victim weights {rule['victim_fp']}, but the file's victim "
+                             f"weights give {model_fingerprint(v)} (a damaged or edited file?)")
+        member, _ = _unpack(rule['member'], f"{path} (or_rule member)")
+        member.attach(v, check=False)                           # the same weights as at save time (checked above)
+        return cls(pipe, member, rule['thresholds'], rule.get('valid_fpr'))
+
+    def __repr__(self): return f"OrPipeline({self.describe()})"
 
 # %% ../nbs/08_baselines.ipynb #c0rrcl01
 def correctly_classified(victim: nn.Module, images: torch.Tensor, labels: torch.Tensor, n_max=None, rng=None) -> tuple:

@@ -259,8 +259,13 @@ def image_inputs(args) -> tuple:
 
 # %% ../nbs/11_cli.ipynb #8f797556
 def load_detector_file(path, weights=None) -> DetectionPipeline:
-    "`DetectionPipeline.load(path, weights)` with a one-line error naming `path` for a file that is not a calibrated saved pipeline."
-    try: pipe = DetectionPipeline.load(path, weights=weights)
+    "The saved pipeline of `path`: an `OrPipeline` where the file holds the OR rule (a run's `detector_or_msp.pt`), else a `DetectionPipeline`; a one-line error naming `path` for a file that is not a calibrated saved pipeline."
+    from drsn_tvl.baselines import OrPipeline
+    from drsn_tvl.model import read_saved
+    try:
+        blob = read_saved(path)
+        kind = OrPipeline if isinstance(blob, dict) and 'or_rule' in blob else DetectionPipeline
+        pipe = kind.from_blob(blob, path, weights)
     except (FileNotFoundError, ValueError): raise
     except (KeyError, EOFError, RuntimeError, pickle.UnpicklingError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -278,7 +283,7 @@ def detect_cmd(
     weights: str = None,                                                        # local backbone weights, for a detector file that does not hold them
     batch_size: int = 64,                                                       # images read and scored at a time
 ):
-    "Screen images with a saved detector: P(adversarial), flagged and predicted class per image, in a CSV."
+    "Screen images with a saved detector (detector.pt, or detector_or_msp.pt for the OR rule with the victim's softmax gap): P(adversarial), flagged and predicted class per image, in a CSV."
     pipe = load_detector_file(detector, weights)
     if batch_size < 1: raise ValueError(f"--batch-size must be a positive integer, got {batch_size}")
     files, problems = image_inputs(images)
@@ -302,9 +307,11 @@ def detect_cmd(
     if classes[1:] != ['adversarial']:                                        # an identify-task detector: one class per attack
         df['attack'] = np.asarray(classes[1:])[df[[f'p_{c}' for c in classes[1:]]].to_numpy().argmax(1)]
         cols.append('attack')
-    df = df[cols + [f'p_{c}' for c in classes if f'p_{c}' not in cols]]      # a detect-task detector's p_adversarial is already there
+    probs = [f'p_{c}' for c in classes if f'p_{c}' not in cols]               # a detect-task detector's p_adversarial is already there
+    df = df[cols + probs + [c for c in df.columns if c not in cols + probs]]     # then an OR rule's member columns (p_msp, flagged_*)
     atomic_write(out, lambda p: df.to_csv(p, index=False))
-    print(f"{len(df)} images, {int(df['flagged'].sum())} flagged (P(adversarial) > {pipe.threshold:.3f}), {skipped} skipped: wrote {out}")
+    rule = pipe.describe() if hasattr(pipe, 'describe') else f"P(adversarial) > {pipe.threshold:.3f}"
+    print(f"{len(df)} images, {int(df['flagged'].sum())} flagged ({rule}), {skipped} skipped: wrote {out}")
 
 # %% ../nbs/11_cli.ipynb #99bbbd14
 CACHE_STAGES: dict = {   # sub-folder of cache_dir: (what writes it, what one entry is)

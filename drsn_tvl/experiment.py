@@ -557,7 +557,11 @@ def summary_md(p: dict, tables: dict, figs: list, victim_accuracy=None, detector
               + (f"; the PGD-trained victim keeps {rv['robust_acc'].iloc[0]:g} % robust accuracy at eps/2 (Tramèr's bound)" if len(rv) and 'robust_acc' in rv else '') + '.']
     if figs: L += ["- **Figures** (PNG beside this report): " + ', '.join(f"[{f}]({f}.png)" for f in figs) + '.']
     L += [f"- **Detector** `detector.pt` (the best detector with its CLAHE setting and feature extractor): "
-          "`drsn-tvl detect --detector <this folder>/detector.pt IMAGES...`", ""]
+          "`drsn-tvl detect --detector <this folder>/detector.pt IMAGES...`"]
+    if any(f'or_{UNION} tpr_at_fpr' in tables.get(t, pd.DataFrame()).columns for t in ('table_10', 'table_11')):
+        L += [f"- **Detector or softmax gap** `detector_or_msp.pt` (the same detector OR the victim's {UNION}, thresholds set together "
+              "on valid, Tables 10-11's `or_msp` columns): `drsn-tvl detect --detector <this folder>/detector_or_msp.pt IMAGES...`"]
+    L += [""]
     return '\n'.join(L)
 
 # %% ../nbs/09_experiments.ipynb #ddc096c1
@@ -672,7 +676,7 @@ def sources_table(per_source: dict) -> pd.DataFrame:
     return out
 
 def run_detector_stages(r: Run, ctx: dict) -> dict:
-    "Features of each source of `feature_sources`, the detectors of Tables 6-9 on each (side by side in `table_6_7_sources`), the best (source, detector) by validation AUROC, its ROC and confusion figures, `detector.pt`, and the identify task; adds `data`, `best`, `source` to `ctx`."
+    "Features of each source of `feature_sources`, the detectors of Tables 6-9 on each (side by side in `table_6_7_sources`), the best (source, detector) by validation AUROC, its ROC and confusion figures, `detector.pt`, and the identify task; adds `data`, `best`, `source`, `pipeline` (detector.pt's) to `ctx`."
     p, asets, main, victim = r.p, ctx['asets'], ctx['main'], ctx['victim']
     per, rows_n = {}, 0
     for src in p['feature_sources']:
@@ -694,8 +698,9 @@ def run_detector_stages(r: Run, ctx: dict) -> dict:
     r.fig('roc', plot_roc(fitted, data['test'], f"{p['dataset']}: ROC on test, {src} features (eps {p['eps'] * 255:.0f}/255)"))
     best, m_best = fitted[name]
     from drsn_tvl.model import DetectionPipeline
-    DetectionPipeline(best, img_size=p['img_size'], clahe=asets['test'].clahe_stage == 'after_attack',
-                      extractor=extractor_for(p, source=src, victim=victim)).save(r.out / 'detector.pt')
+    pipe = DetectionPipeline(best, img_size=p['img_size'], clahe=asets['test'].clahe_stage == 'after_attack',
+                             extractor=extractor_for(p, source=src, victim=victim))
+    pipe.save(r.out / 'detector.pt')
     r.best, r.source = best.name, src; r.say(f"saved {best.name} ({src} features) as {r.out / 'detector.pt'}")
     r.fig('confusion', plot_confusion(m_best['confusion'], data['test'].classes, f"{best.name}: detect, test"))
     multi = [d for d in p['detectors'] if d != 'logreg']          # logreg is binary: the identify task needs a multi-class detector
@@ -707,7 +712,7 @@ def run_detector_stages(r: Run, ctx: dict) -> dict:
         r.fig('confusion_identify', plot_confusion(m_id['confusion'], ident['test'].classes, f"{det_id.name}: identify, test"))
     r.tick('identify', f"{len(main) + 1} classes" if multi else 'skipped (no multi-class detector in detectors)')
     base = fitted[BASELINE][0] if BASELINE in fitted else fit_and_score(p, BASELINE, data, p['seeds'][0])[0]
-    return dict(ctx, data=data, best=best, source=src, fitted=fitted, baseline=base)
+    return dict(ctx, data=data, best=best, source=src, fitted=fitted, baseline=base, pipeline=pipe)
 
 
 # %% ../nbs/09_experiments.ipynb #0672ef2b
@@ -723,6 +728,8 @@ def run_paper_tables(r: Run, ctx: dict):
     r.tick('backbones table', f"{len(p['backbones']) + len(p.get('finetuned_backbones') or [])} backbones" if 'table_4_5' in r.tables else 'skipped')
     if ctx['unseen']:
         union = fit_union(p, ctx)
+        from drsn_tvl.baselines import OrPipeline       # the OR rule for screening: detector.pt's pipeline or the victim's softmax gap
+        OrPipeline(ctx['pipeline'], union['member'], union['thresholds'], union['valid_fpr']).save(r.out / 'detector_or_msp.pt')
         for name, group in (('table_10', p['strong_attacks']), ('table_11', p['independent_attacks'])):
             if group: r.emit(name, table_unseen(p, best, ctx['test_unseen'], group, ctx['source'], ctx['victim'], ctx.get('baseline'), union),
                              r.caption(data, f"{best.name} (seed {p['seeds'][0]}) trained on {ctx['main']}, scored on balanced clean vs "

@@ -28,8 +28,8 @@ __all__ = ['TASKS', 'INPUTS', 'OPTIMIZERS', 'RECIPES', 'TRAIN_KEYS', 'DETECTORS'
            'TVLossCallback', 'BestCheckpoint', 'QuietEarlyStopping', 'EpochTimer', 'NeuralDetector', 'model_complexity',
            'DetectorSpec', 'register_detector', 'list_detectors', 'build_network', 'drsn_tvl', 'drsn', 'cnn', 'dnn',
            'transformer', 'create_detector', 'fit_detector', 'DetectionSet', 'make_detection_set', 'detection_metrics',
-           'evaluate', 'save_detector', 'load_detector', 'complexity_table', 'as_images', 'image_feature_maps',
-           'DetectionPipeline']
+           'evaluate', 'save_detector', 'read_saved', 'load_detector', 'complexity_table', 'as_images',
+           'image_feature_maps', 'DetectionPipeline']
 
 # %% ../nbs/07_drsn_tvl.ipynb #478c770f
 def as_features(x, name: str = 'features', in_shape=None) -> torch.Tensor:
@@ -771,12 +771,17 @@ def save_detector(det: Detector, path) -> Path:
     if not det.fitted: raise RuntimeError(f"{det.name}: not fitted; nothing to save")
     return atomic_write(path, lambda p: torch.save(_pack(det), p))
 
+# %% ../nbs/07_drsn_tvl.ipynb #84fc453d
+def read_saved(path) -> dict:
+    "The object a detector file holds (`safe_load`, weights_only), with an error naming `path` when there is no such file."
+    path = Path(path)
+    if not path.is_file(): raise FileNotFoundError(f"detector file {path} does not exist")
+    return safe_load(path, 'detector')
+
 # %% ../nbs/07_drsn_tvl.ipynb #fec705c0
 def load_detector(path) -> Detector:
     "Load a detector saved by `save_detector`."
-    path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"detector file {path} does not exist")
-    return _unpack(safe_load(path, 'detector'), path)[0]
+    return _unpack(read_saved(path), path)[0]
 
 # %% ../nbs/07_drsn_tvl.ipynb #699d9bd0
 def complexity_table(in_shape=(2560, 7, 7), n_classes: int = 2, names=None, cfg: DetectorConfig | None = None) -> pd.DataFrame:
@@ -915,8 +920,8 @@ class DetectionPipeline:
         return dict(backbone=self.backbone, arch=self.arch, layer=fx.layer, pool=fx.pool, size=fx.size,
                     img_size=self.img_size, clahe=self.clahe, source=self.source)
 
-    def save(self, path, include_backbone: bool | None = None) -> Path:
-        "Save detector + pipeline settings (+ the backbone's weights if `include_backbone`; default: when they cannot be re-created)."
+    def blob(self, include_backbone: bool | None = None) -> dict:
+        "What `save` writes: detector + pipeline settings (+ the victim's weights for victim features, + the backbone's if `include_backbone`; default: when they cannot be re-created)."
         fx, blob = self.extractor, None
         if isinstance(fx, SourceExtractor):                    # the victim cannot be re-created: its weights always travel
             if getattr(fx.victim, 'arch', None) is None or getattr(fx.victim, 'n_classes', None) is None:
@@ -928,14 +933,25 @@ class DetectionPipeline:
         if include_backbone is None: include_backbone = src is not None and not (src.startswith('package') or src == 'hub')
         blob = blob or _pack(self.detector, dict(pipeline=self.config()))
         if include_backbone and fx is not None: blob['backbone_state'] = {k: v.detach().cpu() for k, v in fx.model.state_dict().items()}
+        return blob
+
+    def save(self, path, include_backbone: bool | None = None) -> Path:
+        "Save `blob(include_backbone)` to `path` (temp file, then rename; loadable with torch.load(weights_only=True))."
+        blob = self.blob(include_backbone)
         return atomic_write(path, lambda p: torch.save(blob, p))
 
     @classmethod
     def load(cls, path, weights=None) -> 'DetectionPipeline':
         "Load a saved pipeline (weights_only); the backbone comes from the file, else `weights`, else is re-created and checked."
-        path = Path(path)
-        if not path.is_file(): raise FileNotFoundError(f"detector file {path} does not exist")
-        blob = safe_load(path, 'detector')
+        blob = read_saved(path)
+        if isinstance(blob, dict) and 'or_rule' in blob:
+            warnings.warn(f"{path} also holds an OR rule (the detector or the victim's softmax gap, one clean FPR budget); this loads the "
+                          "detector alone at its own threshold: drsn_tvl.baselines.OrPipeline.load reads both")
+        return cls.from_blob(blob, path, weights)
+
+    @classmethod
+    def from_blob(cls, blob: dict, path='<blob>', weights=None) -> 'DetectionPipeline':
+        "The pipeline of a loaded `blob` (what `save` wrote; `path` names it in errors)."
         det, cfg = _unpack(blob, path)
         if 'pipeline' not in cfg: raise ValueError(f"{path}: a bare detector (save_detector); load it with load_detector")
         pl = cfg['pipeline']

@@ -344,6 +344,48 @@ def test_detect_refuses_an_uncalibrated_detector(saved_pipeline, scans, tmp_path
     assert main(['detect', '--detector', str(f), str(scans)]) == 2
     assert 'uncal.pt: the detector has no calibrated threshold' in capsys.readouterr().err
 
+@pytest.fixture(scope='module')
+def saved_or_rule(saved_pipeline, tmp_path_factory):
+    "The saved pipeline OR `msp` on a (random-weight) lite0 victim, thresholds from union_thresholds, saved as a run saves detector_or_msp.pt."
+    from drsn_tvl.baselines import OrPipeline, union_thresholds
+    from drsn_tvl.model import fit_detector, make_detection_set
+    from drsn_tvl.victim import Victim
+    pipe, _ = saved_pipeline
+    torch.manual_seed(0)
+    v = Victim('tf_efficientnet_lite0', 2, pretrained=False).eval()
+    g = torch.Generator().manual_seed(2)
+    x = torch.rand(24, 3, 32, 32, generator=g)
+    xa = (x + (torch.randint(0, 2, x.shape, generator=g) * 2 - 1) * 0.1).clamp(0, 1)
+    sets = [make_detection_set(x[s], xa[s], ['sign'] * len(x[s])) for s in (slice(0, 12), slice(12, 24))]
+    msp = fit_detector('msp', *sets, victim=v, seed=0)
+    t = union_thresholds([pipe.p_adversarial(x[12:]), msp.p_adversarial(x[12:])])
+    orp = OrPipeline(pipe, msp, t, valid_fpr=0.05)
+    return orp, orp.save(tmp_path_factory.mktemp('run') / 'detector_or_msp.pt')
+
+def test_detect_with_the_or_rule(saved_or_rule, scans, tmp_path, capsys):
+    orp, f = saved_or_rule
+    out = tmp_path / 'or.csv'
+    assert main(['detect', '--detector', str(f), str(scans), '--out', str(out)]) in (0, None)
+    cap = capsys.readouterr()
+    df = pd.read_csv(out)
+    assert list(df.columns) == ['path', 'p_adversarial', 'flagged', 'predicted', 'p_clean', 'p_msp', 'flagged_detector', 'flagged_msp']
+    ref = orp.score(np.stack([resize(read_image(p), 32) for p in df['path']]))
+    np.testing.assert_allclose(df['p_msp'], ref['p_msp'], atol=1e-9)
+    t0, t1 = orp.thresholds
+    assert list(df['flagged']) == list((df['p_adversarial'] > t0) | (df['p_msp'] > t1))     # flagged by either member
+    assert list(df['flagged_detector']) == list(df['p_adversarial'] > t0) and list(df['flagged_msp']) == list(df['p_msp'] > t1)
+    assert ' or msp doubt > ' in cap.out and '1 skipped' in cap.out, cap.out
+
+def test_or_rule_refuses_another_victim(saved_or_rule, tmp_path):
+    from drsn_tvl.baselines import OrPipeline
+    from drsn_tvl.core import safe_load
+    orp, f = saved_or_rule
+    blob = safe_load(f, 'detector')
+    blob['victim_state'] = {k: v + 0.01 if v.is_floating_point() else v for k, v in blob['victim_state'].items()}   # another victim
+    torch.save(blob, tmp_path / 'swapped.pt')
+    with pytest.raises(ValueError, match='saved with victim weights'): OrPipeline.load(tmp_path / 'swapped.pt')
+    with pytest.warns(UserWarning, match='OR rule'): DetectionPipeline.load(f)      # the detector alone, said so
+
 def test_detect_console_script(saved_pipeline, scans, tmp_path):
     r = run('detect', '--detector', str(saved_pipeline[1]), str(scans / 'bad.png'), '--out', str(tmp_path / 'x.csv'))
     assert r.returncode == 2 and 'no readable image' in r.stderr and 'Traceback' not in r.stderr

@@ -92,6 +92,14 @@ def test_tiny_run_end_to_end(tmp_path, capsys):
     assert list(side.index) == ['drsn_tvl', 'dnn'] and {'backbone auroc', 'victim auroc', 'victim tpr_at_fpr'} <= set(side.columns)
     sc = pipe.score(torch.rand(3, 3, 32, 32))
     assert len(sc) == 3 and sc['p_adversarial'].between(0, 1).all()
+    from drsn_tvl.baselines import OrPipeline
+    orp = OrPipeline.load(out / 'detector_or_msp.pt')        # the OR rule of Tables 10-11, for screening
+    assert orp.detector.name == pipe.detector.name and orp.member.name == 'msp'
+    cap10 = (out / 'table_10.md').read_text()
+    assert f"flags {100 * orp.valid_fpr:.1f} % of the valid clean rows" in cap10 and orp.valid_fpr <= 0.05
+    x3 = torch.rand(3, 3, 32, 32); so = orp.score(x3)
+    assert list(so['flagged']) == list((so['p_adversarial'] > orp.thresholds[0]) | (so['p_msp'] > orp.thresholds[1]))
+    np.testing.assert_allclose(so['p_adversarial'], pipe.score(x3)['p_adversarial'], atol=1e-9)
     files = {p.name for p in out.iterdir()}
     for t in ('attack_stats', 'table_6_7', 'table_8', 'table_9', 'identify', 'table_2_3', 'table_10', 'table_11', 'eps_sweep', 'stage_seconds'):
         assert f'{t}.csv' in files and f'{t}.md' in files, t
