@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .core import FeatureError, StageConfig, check_images, model_fingerprint, seed_everything
-from .model import DETECTORS, DetectionPipeline, Detector, as_images, register_detector
+from .model import DETECTORS, DetectionPipeline, Detector, register_detector
 
 # %% auto #0
 __all__ = ['BASELINES', 'OR_RULE_FORMAT', 'ADAPTIVE_VARIANTS', 'AT_DETECTORS', 'ROBUST_ROW', 'BaselineConfig', 'baseline_config',
@@ -704,21 +704,17 @@ class OrPipeline:
         if len(t) != 2 or not all(np.isfinite(t)): raise ValueError(f"thresholds: expected two finite thresholds [detector, member] (union_thresholds), got {thresholds}")
         if pipe.detector.n_classes != 2: raise ValueError(f"the OR rule needs a detect-task detector (clean vs adversarial), got classes {pipe.detector.classes}")
         self.pipe, self.member, self.thresholds, self.valid_fpr = pipe, member, t, valid_fpr
+        self.member_pipe = DetectionPipeline(member, img_size=pipe.img_size, clahe=False)     # the images the victim sees: resized, no CLAHE
         self.detector, self.img_size, self.threshold = pipe.detector, pipe.img_size, t[0]
 
     def describe(self) -> str:
         return (f"{self.detector.name} P(adversarial) > {self.thresholds[0]:.4g} or {self.member.name} doubt > {self.thresholds[1]:.4g}"
                 + (f", {100 * self.valid_fpr:.1f} % of the clean valid images" if self.valid_fpr is not None else ''))
 
-    def member_scores(self, images, batch_size: int = 64) -> np.ndarray:
-        "The member's P(adversarial) on the images the victim sees (resized, no CLAHE), in batches."
-        x = as_images(images, self.img_size)
-        return np.concatenate([self.member.p_adversarial(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
-
     def score(self, images) -> pd.DataFrame:
         "`DetectionPipeline.score` with `flagged` = the OR rule, plus `p_msp`, `flagged_detector`, `flagged_msp`."
         df = self.pipe.score(images)
-        pm = self.member_scores(images)
+        pm = self.member_pipe.p_adversarial(images)
         fd, fm = df['p_adversarial'].to_numpy() > self.thresholds[0], pm > self.thresholds[1]
         df['flagged'] = fd | fm
         return df.assign(**{f'p_{self.member.name}': pm, 'flagged_detector': fd, f'flagged_{self.member.name}': fm})
@@ -728,7 +724,7 @@ class OrPipeline:
 
     def save(self, path) -> Path:
         "One file: the pipeline's blob plus `or_rule` (member, thresholds, valid FPR; the victim's weights unless the pipeline holds them)."
-        from drsn_tvl.model import _pack
+        from drsn_tvl.model import _pack, victim_state
         from drsn_tvl.core import atomic_write
         from drsn_tvl.attacks import victim_key
         blob, v = self.pipe.blob(), self.member._need_victim()
@@ -739,10 +735,7 @@ class OrPipeline:
         if self.member._victim_key is not None and victim_key(v) != self.member._victim_key:
             raise ValueError(f"{self.member.name} was fitted with victim {self.member._victim_key}, but victim {victim_key(v)} is attached")
         rule = dict(format=OR_RULE_FORMAT, member=_pack(self.member), thresholds=self.thresholds, valid_fpr=self.valid_fpr)
-        if 'victim_state' not in blob:
-            if getattr(v, 'arch', None) is None or getattr(v, 'n_classes', None) is None:
-                raise TypeError(f"the OR rule saves its victim as a drsn_tvl.victim.Victim; got {type(v).__name__}")
-            blob['victim_state'] = {k: t.detach().cpu() for k, t in v.state_dict().items()}
+        if 'victim_state' not in blob: blob['victim_state'] = victim_state(v, 'the OR rule')
         rule.update(victim_arch=v.arch, victim_classes=v.n_classes, victim_fp=model_fingerprint(v))   # load checks the rebuilt victim's weights
         blob['or_rule'] = rule
         return atomic_write(path, lambda p: torch.save(blob, p))
@@ -756,7 +749,7 @@ class OrPipeline:
     @classmethod
     def from_blob(cls, blob: dict, path='<blob>', weights=None) -> 'OrPipeline':
         "The OR rule of a loaded `blob` (what `save` wrote; `path` names it in errors)."
-        from drsn_tvl.model import _unpack
+        from drsn_tvl.model import _unpack, rebuild_victim
         from drsn_tvl.features import SourceExtractor
         if not isinstance(blob, dict) or 'or_rule' not in blob:
             raise ValueError(f"{path}: holds no OR rule (a plain DetectionPipeline file: load it with DetectionPipeline.load)")
@@ -764,10 +757,7 @@ class OrPipeline:
         if rule.get('format') != OR_RULE_FORMAT: raise ValueError(f"{path}: OR-rule format {rule.get('format')}, this version reads {OR_RULE_FORMAT}")
         pipe = DetectionPipeline.from_blob(blob, path, weights)
         if isinstance(pipe.extractor, SourceExtractor): v = pipe.extractor.victim
-        else:
-            from drsn_tvl.victim import Victim
-            v = Victim(rule['victim_arch'], rule['victim_classes'], pretrained=False)
-            v.load_state_dict(blob['victim_state']); v.eval()
+        else: v = rebuild_victim(rule['victim_arch'], rule['victim_classes'], blob['victim_state'])
         if model_fingerprint(v) != rule['victim_fp']:
             raise ValueError(f"{path}: the OR rule was saved with victim weights {rule['victim_fp']}, but the file's victim "
                              f"weights give {model_fingerprint(v)} (a damaged or edited file?)")

@@ -310,8 +310,7 @@ def detect_cmd(
     probs = [f'p_{c}' for c in classes if f'p_{c}' not in cols]               # a detect-task detector's p_adversarial is already there
     df = df[cols + probs + [c for c in df.columns if c not in cols + probs]]     # then an OR rule's member columns (p_msp, flagged_*)
     atomic_write(out, lambda p: df.to_csv(p, index=False))
-    rule = pipe.describe() if hasattr(pipe, 'describe') else f"P(adversarial) > {pipe.threshold:.3f}"
-    print(f"{len(df)} images, {int(df['flagged'].sum())} flagged ({rule}), {skipped} skipped: wrote {out}")
+    print(f"{len(df)} images, {int(df['flagged'].sum())} flagged ({pipe.describe()}), {skipped} skipped: wrote {out}")
 
 # %% ../nbs/11_cli.ipynb #99bbbd14
 CACHE_STAGES: dict = {   # sub-folder of cache_dir: (what writes it, what one entry is)

@@ -29,7 +29,7 @@ __all__ = ['TASKS', 'INPUTS', 'OPTIMIZERS', 'RECIPES', 'TRAIN_KEYS', 'DETECTORS'
            'DetectorSpec', 'register_detector', 'list_detectors', 'build_network', 'drsn_tvl', 'drsn', 'cnn', 'dnn',
            'transformer', 'create_detector', 'fit_detector', 'DetectionSet', 'make_detection_set', 'detection_metrics',
            'evaluate', 'save_detector', 'read_saved', 'load_detector', 'complexity_table', 'as_images',
-           'image_feature_maps', 'DetectionPipeline']
+           'image_feature_maps', 'victim_state', 'rebuild_victim', 'DetectionPipeline']
 
 # %% ../nbs/07_drsn_tvl.ipynb #478c770f
 def as_features(x, name: str = 'features', in_shape=None) -> torch.Tensor:
@@ -831,6 +831,21 @@ def _logit(p: float) -> float:
     p = min(max(float(p), 1e-6), 1 - 1e-6)
     return math.log(p) - math.log1p(-p)
 
+# %% ../nbs/07_drsn_tvl.ipynb #8ed32a4a
+def victim_state(victim: nn.Module, what: str) -> dict:
+    "The weights a detector file stores for `victim` (CPU tensors); `victim` must be a `drsn_tvl.victim.Victim` (arch and n_classes rebuild it), `what` names the file in the error."
+    if getattr(victim, 'arch', None) is None or getattr(victim, 'n_classes', None) is None:
+        raise TypeError(f"{what} saves its victim as a drsn_tvl.victim.Victim; got {type(victim).__name__}")
+    return {k: v.detach().cpu() for k, v in victim.state_dict().items()}
+
+# %% ../nbs/07_drsn_tvl.ipynb #d6b0e9ab
+def rebuild_victim(arch: str, n_classes: int, state: dict) -> nn.Module:
+    "The victim of a detector file: `Victim(arch, n_classes)` without downloaded weights, `state` loaded, in eval mode."
+    from drsn_tvl.victim import Victim
+    v = Victim(arch, n_classes, pretrained=False)
+    v.load_state_dict(state)
+    return v.eval()
+
 # %% ../nbs/07_drsn_tvl.ipynb #8ec9e7cc
 class DetectionPipeline:
     "[0,1] images → (CLAHE) → (frozen extractor, for feature detectors) → a fitted detector: `score` table, differentiable `logit`, `save`/`load`."
@@ -920,14 +935,16 @@ class DetectionPipeline:
         return dict(backbone=self.backbone, arch=self.arch, layer=fx.layer, pool=fx.pool, size=fx.size,
                     img_size=self.img_size, clahe=self.clahe, source=self.source)
 
+    def describe(self) -> str:
+        "When an image is flagged (what `drsn-tvl detect` prints)."
+        return f"P(adversarial) > {self.detector._need_threshold():.3f}"
+
     def blob(self, include_backbone: bool | None = None) -> dict:
         "What `save` writes: detector + pipeline settings (+ the victim's weights for victim features, + the backbone's if `include_backbone`; default: when they cannot be re-created)."
         fx, blob = self.extractor, None
         if isinstance(fx, SourceExtractor):                    # the victim cannot be re-created: its weights always travel
-            if getattr(fx.victim, 'arch', None) is None or getattr(fx.victim, 'n_classes', None) is None:
-                raise TypeError(f"a {fx.kind}-feature pipeline saves its victim as a drsn_tvl.victim.Victim; got {type(fx.victim).__name__}")
             blob = _pack(self.detector, dict(pipeline=self.config()))
-            blob['victim_state'] = {k: v.detach().cpu() for k, v in fx.victim.state_dict().items()}
+            blob['victim_state'] = victim_state(fx.victim, f"a {fx.kind}-feature pipeline")
             fx = fx.backbone
         src = (getattr(fx, 'source', None) or 'given') if isinstance(self.extractor, SourceExtractor) else self.source
         if include_backbone is None: include_backbone = src is not None and not (src.startswith('package') or src == 'hub')
@@ -976,11 +993,9 @@ class DetectionPipeline:
 @classmethod
 def _load_source(cls, det, blob, pl, weights, kw, path):
     "A saved 'victim' / 'both' pipeline: the victim from its stored weights, the backbone (for 'both') from the file or re-created."
-    from drsn_tvl.victim import Victim
     from drsn_tvl.features import FeatureConfig
     if 'victim_state' not in blob: raise ValueError(f"{path}: a {pl['feature_source']}-feature pipeline without the victim's weights")
-    v = Victim(pl['victim_arch'], pl['victim_classes'], pretrained=False)
-    v.load_state_dict(blob['victim_state']); v.eval()
+    v = rebuild_victim(pl['victim_arch'], pl['victim_classes'], blob['victim_state'])
     bb = None
     if pl['feature_source'] == 'both':
         if 'backbone_state' in blob:
