@@ -158,6 +158,9 @@ def test_robust_victim_callback_and_table(world):
     attacks = set(t1.loc['logreg'].index.get_level_values('attack'))
     assert attacks == {'static pgd', 'adaptive joint', 'adaptive selective', 'adaptive orthogonal', 'adaptive strongest'}
     assert B.ROBUST_ROW in t1.index.get_level_values('detector') and t1['exceeds_bound'].dropna().isin([True, False]).all()
+    att = t1.drop(B.ROBUST_ROW, level='detector').index.get_level_values('attack')
+    assert t1.drop(B.ROBUST_ROW, level='detector')['exceeds_bound'][att == 'static pgd'].isna().all()    # the bound is for adaptive rows
+    assert t1.drop(B.ROBUST_ROW, level='detector')['exceeds_bound'][att != 'static pgd'].notna().all()
     s = t1.xs('adaptive strongest', level='attack').drop(B.ROBUST_ROW, errors='ignore')
     for v_ in B.ADAPTIVE_VARIANTS:                                               # the strongest is at least as strong as each
         assert (s.evades_both.values >= t1.xs(f'adaptive {v_}', level='attack').evades_both.values - 1e-12).all()

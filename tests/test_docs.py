@@ -169,7 +169,7 @@ MACHINE_PATH = re.compile(r"(?<![\w.~])/(?:work|tmp|root|home)/")
 
 def test_no_machine_paths_in_results_and_page():
     "results/ and the Results notebook are published: no file names a path of the machine that made them."
-    files = [f for f in (ROOT / "results").rglob("*") if f.suffix in (".md", ".csv", ".json")]
+    files = [f for f in (ROOT / "results").rglob("*") if f.suffix in (".md", ".csv", ".json", ".txt")]
     files += [NBS / "10_results.ipynb"]
     bad = [f"{f.relative_to(ROOT)}: {m.group(0)}" for f in files for m in [MACHINE_PATH.search(f.read_text(errors="replace"))] if m]
     assert not bad, bad
