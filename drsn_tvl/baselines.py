@@ -21,14 +21,15 @@ from .core import FeatureError, StageConfig, check_images, model_fingerprint, se
 from .model import DETECTORS, DetectionPipeline, Detector, register_detector
 
 # %% auto #0
-__all__ = ['BASELINES', 'OR_RULE_FORMAT', 'ADAPTIVE_VARIANTS', 'AT_DETECTORS', 'ROBUST_ROW', 'BaselineConfig', 'baseline_config',
-           'VictimMissing', 'last_linear', 'victim_layers', 'VictimTap', 'ClassicDetector', 'KDBU', 'lid', 'LID',
-           'Mahalanobis', 'bpda', 'bit_depth', 'median_filter', 'Squeeze', 'MSP', 'DFeat', 'LogReg', 'kd_bu',
-           'lid_detector', 'mahalanobis', 'mahalanobis_pp', 'squeeze', 'msp', 'dfeat', 'logreg', 'takes_images',
-           'adaptive_attack', 'classic_table', 'union_thresholds', 'OrPipeline', 'correctly_classified',
-           'adaptive_table', 'plot_adaptive', 'wilson', 'victim_margin', 'project_out', 'strong_step', 'badness',
-           'strong_adaptive_attack', 'success_vs_eps', 'AdvTrained', 'PGDTraining', 'train_robust_victim',
-           'robust_accuracy', 'beyond_adaptive_table', 'plot_beyond']
+__all__ = ['SRM_KERNELS', 'SRM_SOFT', 'BASELINES', 'OR_RULE_FORMAT', 'ADAPTIVE_VARIANTS', 'AT_DETECTORS', 'ROBUST_ROW',
+           'BaselineConfig', 'baseline_config', 'VictimMissing', 'last_linear', 'victim_layers', 'VictimTap',
+           'ClassicDetector', 'KDBU', 'lid', 'LID', 'Mahalanobis', 'bpda', 'bit_depth', 'median_filter', 'Squeeze',
+           'MSP', 'residual_cooccurrence', 'SRM', 'DFeat', 'LogReg', 'kd_bu', 'lid_detector', 'mahalanobis',
+           'mahalanobis_pp', 'squeeze', 'msp', 'srm', 'dfeat', 'logreg', 'takes_images', 'adaptive_attack',
+           'classic_table', 'union_thresholds', 'OrPipeline', 'correctly_classified', 'adaptive_table', 'plot_adaptive',
+           'wilson', 'victim_margin', 'project_out', 'strong_step', 'badness', 'strong_adaptive_attack',
+           'success_vs_eps', 'AdvTrained', 'PGDTraining', 'train_robust_victim', 'robust_accuracy',
+           'beyond_adaptive_table', 'plot_beyond']
 
 # %% ../nbs/08_baselines.ipynb #8394deb5
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class BaselineConfig(StageConfig):
     robust_epochs: int = 2
     robust_steps: int = 5
     robust_lr: float = 1e-4
+    srm_trunc: int = 2
 
     def check(self):
         if self.kd_bandwidth < 0: raise ValueError(f"kd_bandwidth must be >= 0 (0: median pairwise distance), got {self.kd_bandwidth}")
@@ -90,6 +92,8 @@ class BaselineConfig(StageConfig):
         bad = [v for v in self.strong_variants if v not in ('joint', 'selective', 'orthogonal')]
         if bad or not self.strong_variants: raise ValueError(f"strong_variants: unknown {bad or 'empty'}; valid values: joint, selective, orthogonal")
         if not all(0 < e <= 1 for e in self.masking_eps): raise ValueError(f"masking_eps must lie in (0, 1], got {self.masking_eps}")
+        if int(self.srm_trunc) != self.srm_trunc or not 1 <= self.srm_trunc <= 8:
+            raise ValueError(f"srm_trunc must be an integer in 1..8 (grey levels), got {self.srm_trunc}")
         if self.robust_lr <= 0: raise ValueError(f"robust_lr must be > 0, got {self.robust_lr}")
 
 # %% ../nbs/08_baselines.ipynb #54c6bcf0
@@ -208,8 +212,10 @@ class ClassicDetector(Detector):
             raise FeatureError(f"{name}: {self.name} expects images with pixels in [0, 1], got [{xx.min():.3g}, {xx.max():.3g}]")
         return out
 
+    needs_victim = True         # an image detector that reads the victim (all but srm)
+
     def fit(self, x, y, valid=None, target_fpr=None):
-        if self.inputs == 'images':
+        if self.inputs == 'images' and self.needs_victim:
             from drsn_tvl.attacks import victim_key
             self._victim_key = victim_key(self._need_victim())
         return super().fit(x, y, valid, target_fpr)
@@ -444,6 +450,54 @@ class MSP(ClassicDetector):
         q = self.doubt(x).clamp(1e-15, 1 - 1e-15)           # float64: distinct down to a doubt of 1e-15 (float32 would tie below ~1e-7)
         return (torch.log(q) - torch.log1p(-q)).to(x.dtype)     # float64 inside, the caller's dtype out (the attackers write it into x's)
 
+# %% ../nbs/08_baselines.ipynb #srm0cd01
+SRM_KERNELS = {     # residual predictors of the spatial rich model (Fridrich & Kodovský 2012), in grey levels
+    'first': [[0, 0, 0], [0, -1, 1], [0, 0, 0]],
+    'second_h': [[0, 0, 0], [1, -2, 1], [0, 0, 0]],
+    'second_v': [[0, 1, 0], [0, -2, 0], [0, 1, 0]],
+    'third': [[0] * 5, [0] * 5, [-1, 3, -3, 1, 0], [0] * 5, [0] * 5],
+    'kb': [[-1, 2, -1], [2, -4, 2], [-1, 2, -1]],
+}
+
+SRM_SOFT = 0.5     # grey levels: width of the Gaussian bins whose gradient stands in for the counts' (BPDA)
+
+def residual_cooccurrence(x: torch.Tensor, trunc: int = 2) -> torch.Tensor:
+    "N × (5·2·(2·trunc+1)²) co-occurrences of horizontally and vertically adjacent high-pass residuals (grey levels, truncated to [−trunc, trunc]) of N×C×H×W images in [0, 1], averaged over channels; exact (triangular) counts, with the gradient of Gaussian bins of width `SRM_SOFT` (straight-through)."
+    if x.ndim != 4 or min(x.shape[-2:]) < 6: raise FeatureError(f"residual_cooccurrence: expected N×C×H×W images of at least 6×6 pixels, got {tuple(x.shape)}")
+    if int(trunc) != trunc or trunc < 1: raise ValueError(f"trunc must be an integer >= 1, got {trunc}")
+    n, c, h, w = x.shape
+    xs = (x * 255).reshape(n * c, 1, h, w)
+    centres = torch.arange(-trunc, trunc + 1, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+    out = []
+    for k in SRM_KERNELS.values():
+        r = F.conv2d(xs, torch.tensor(k, dtype=x.dtype, device=x.device)[None, None])
+        hard = (1 - (r.clamp(-trunc, trunc) - centres).abs()).clamp_min(0)       # (N·C) × bins × H' × W': each residual's bin weights
+        soft = (-(r - centres) ** 2 / (2 * SRM_SOFT ** 2)).softmax(1)             # Gaussian bins: the gradient (on the grid hard's is 0)
+        wgt = hard + (soft - soft.detach())                                     # straight-through: the value is hard's, exactly
+        for a, b in ((wgt[..., :, :-1], wgt[..., :, 1:]), (wgt[..., :-1, :], wgt[..., 1:, :])):
+            co = torch.einsum('nahw,nbhw->nab', a, b) / (a.shape[-2] * a.shape[-1])
+            out.append(co.reshape(n, c, -1).mean(1))
+    return torch.cat(out, 1)
+
+
+# %% ../nbs/08_baselines.ipynb #srm0cd02
+class SRM(ClassicDetector):
+    "Steganalysis (Fridrich & Kodovský 2012; Liu et al. 2019): logistic regression on the co-occurrences of truncated high-pass residuals of the 8-bit image; reads pixels, not the victim."
+    inputs, needs_victim = 'images', False
+    def __init__(self, in_shape, classes, trunc=None, **kw):
+        super().__init__(in_shape, classes, **kw)
+        c = self.baseline_cfg = self.baseline_cfg.replace(srm_trunc=trunc)     # checked
+        self.kwargs.update(trunc=c.srm_trunc)
+
+    def features(self, x) -> torch.Tensor: return residual_cooccurrence(x, self.kwargs['trunc'])
+
+    def _fit(self, x, y, valid):
+        with torch.no_grad(): f = torch.cat([self.features(x[i:i + 128]) for i in range(0, len(x), 128)])
+        self._state = _Logistic.fit(f, y.numpy(), self.seed)
+
+    def _logit(self, x): return _Logistic.logit(self._state, self.features(x))
+
+
 # %% ../nbs/08_baselines.ipynb #a54e955d
 class DFeat(ClassicDetector):
     "Ma et al. 2021 'DFeat': random forest on globally pooled backbone feature maps (hard forest, soft-forest gradient)."
@@ -526,7 +580,7 @@ class LogReg(ClassicDetector):
     def _logit(self, x): return _Logistic.logit(self._state, x.mean((2, 3)))
 
 # %% ../nbs/08_baselines.ipynb #1da1e963
-BASELINES = ('kd_bu', 'lid', 'mahalanobis', 'mahalanobis_pp', 'squeeze', 'msp', 'dfeat', 'logreg')
+BASELINES = ('kd_bu', 'lid', 'mahalanobis', 'mahalanobis_pp', 'squeeze', 'msp', 'srm', 'dfeat', 'logreg')
 
 @register_detector('kd_bu', neural=False, paper='Feinman et al. 2017 (not in the paper)', inputs='images')
 def kd_bu(in_shape, classes, baseline_cfg: BaselineConfig | None = None, **kw):
@@ -564,6 +618,13 @@ def msp(in_shape, classes, baseline_cfg: BaselineConfig | None = None, **kw):
     "The victim's softmax gap p_top1 − p_top2 (small = suspicious); clean-only threshold."
     return MSP(in_shape, classes, cfg=baseline_config(baseline_cfg), **kw)
 
+# %% ../nbs/08_baselines.ipynb #srm0cd03
+@register_detector('srm', neural=False, paper='Fridrich & Kodovský 2012; Liu et al. 2019 (not in the paper)', inputs='images')
+def srm(in_shape, classes, baseline_cfg: BaselineConfig | None = None, **kw):
+    "Steganalysis residual co-occurrences of the pixels + logistic regression; needs no victim."
+    return SRM(in_shape, classes, cfg=baseline_config(baseline_cfg), **kw)
+
+
 # %% ../nbs/08_baselines.ipynb #88bbc910
 @register_detector('dfeat', neural=False, paper='Ma et al. 2021 "DFeat" (not in the paper)', inputs='features')
 def dfeat(in_shape, classes, baseline_cfg: BaselineConfig | None = None, **kw):
@@ -578,7 +639,7 @@ def logreg(in_shape, classes, baseline_cfg: BaselineConfig | None = None, **kw):
 
 # %% ../nbs/08_baselines.ipynb #fda270f3
 def takes_images(name: str) -> bool:
-    "True if registered detector `name` reads [0,1] images (and needs the victim), False if it reads backbone feature maps."
+    "True if registered detector `name` reads [0,1] images (all of them but `srm` also need the victim), False if it reads backbone feature maps."
     if name not in DETECTORS: raise KeyError(f"unknown detector {name!r}; registered detectors: {', '.join(sorted(DETECTORS))}")
     return DETECTORS[name].defaults.get('inputs') == 'images'
 

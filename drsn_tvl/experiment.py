@@ -99,7 +99,7 @@ PARAMS = dict(
     independent_attacks=['fgsm_ref', 'boundary'],
     backbone=None, backbones=['tf_efficientnet_lite0', 'tf_efficientnet_lite1', 'tf_efficientnet_lite2', 'resnet18'], finetuned_backbones=['resnet18'], pool=0, feature_sources=['backbone', 'victim'], victim_grid=None,
     detectors=['drsn_tvl', 'drsn', 'cnn', 'dnn', 'transformer', 'logreg'], detector_preset=None, epochs=None,
-    baselines=['logreg', 'kd_bu', 'lid', 'mahalanobis', 'mahalanobis_pp', 'squeeze', 'msp', 'dfeat'], adaptive_max_images=8, adaptive_kinds=['pgd'],
+    baselines=['logreg', 'kd_bu', 'lid', 'mahalanobis', 'mahalanobis_pp', 'squeeze', 'msp', 'srm', 'dfeat'], adaptive_max_images=8, adaptive_kinds=['pgd'],
     adaptive_steps=None, adaptive_eps=None,
     adaptive_eval_images=0, strong_steps=None, strong_restarts=None, at_detectors=['logreg_at', 'drsn_tvl_at'], at_rounds=None, robust_victim=True,
     seeds=[0], max_images=96, max_images_strong=24, sweep_max_images=None, attack_params={}, out_dir='out', ds_kwargs={}, device=None)
@@ -525,8 +525,11 @@ def summary_md(p: dict, tables: dict, figs: list, victim_accuracy=None, detector
             note = ('' if base == 'logreg' else f"; the best detector is the logistic regression itself, the next simplest row is `{base}`"
                     if best == 'logreg' else f"; no logistic-regression baseline in this run, the row shown is `{base}`")
             cell = lambda d: f"AUROC {st.loc[d, 'all auroc']}, TPR@5 %FPR {st.loc[d, 'all tpr_at_fpr']}, clean FPR {st.loc[d, 'clean fpr']}"
+            auc = st['all auroc'].drop([best, base], errors='ignore')
+            top = auc.idxmax() if len(auc) and auc.max() > max(st.loc[best, 'all auroc'], st.loc[base, 'all auroc']) else None
             L += [f"- **Beside the simplest baseline, same rows** (`table_beyond_static`, attacks {list(p['attacks'])}, in %{note}): "
-                  f"`{best}` {cell(best)}; `{base}` {cell(base)}."]
+                  f"`{best}` {cell(best)}; `{base}` {cell(base)}"
+                  + (f"; above both, the classic detector `{top}` {cell(top)}." if top is not None else '.')]
     un = [t for t in (tables.get('table_10'), tables.get('table_11')) if t is not None and 'tpr_at_fpr' in t]
     if un:
         u = pd.concat(un).dropna(subset=['tpr_at_fpr'])
