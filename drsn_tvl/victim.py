@@ -234,13 +234,10 @@ def load_victim(path, checked: bool = False) -> Victim:
     return m.eval()
 
 # %% ../nbs/04_victim.ipynb #ce423cd9
-def _cached_victim(pt, rec: dict | None = None):
-    "The cached victim at `pt`, or None when absent; a damaged entry is reported (warning with its path), deleted, and so recomputed. With `rec` (the caller's config record), its meta gives the caller's data location, not the creator's: the cache key leaves the location out."
+def _cached_victim(pt):
+    "The cached victim at `pt`, or None when absent; a damaged entry is reported (warning with its path), deleted, and so recomputed."
     if not (pt.is_file() and pt.with_suffix('.json').is_file()): return None
-    try:
-        v = load_victim(pt, checked=True)
-        if rec is not None: v.meta['config'].update({k: rec[k] for k in ('data_root', 'root') if k in rec})
-        return v
+    try: return load_victim(pt, checked=True)
     except CorruptFile as e:
         warnings.warn(f"{e}. Retraining the victim.", stacklevel=3)
         for p in (pt, pt.with_suffix('.json')): drop_entry(p)
@@ -332,12 +329,12 @@ def train_victim(dataset=None, backbone=None, img_size=None, epochs=None, lr=Non
     pt, js = _victim_paths(cfg.cache_dir, key)
     if world > 1:                               # ranks of one job: no lock (rank 0 would hold it through DDP); barriers
         barrier()                               # around the read, so every rank takes the same branch
-        v = _cached_victim(pt, rec) if cache and not force else None
+        v = _cached_victim(pt) if cache and not force else None
         barrier()
         if v is None: v = _fit_victim(cfg, rec, key, splits, arrays, pt, js, cache, progress, dev, rank, world)
         barrier()                               # rank 0's files are written before any rank goes on
         return v.to(dev)
-    if cache and not force and (v := _cached_victim(pt, rec)) is not None: return v.to(dev)
+    if cache and not force and (v := _cached_victim(pt)) is not None: return v.to(dev)
     with file_lock(pt) if cache else contextlib.nullcontext():          # a second run on this cache waits, then reads
-        if cache and not force and (v := _cached_victim(pt, rec)) is not None: return v.to(dev)
+        if cache and not force and (v := _cached_victim(pt)) is not None: return v.to(dev)
         return _fit_victim(cfg, rec, key, splits, arrays, pt, js, cache, progress, dev, rank, world)
