@@ -19,11 +19,11 @@ from .data import DATASETS, SPLITS, find_root
 # %% auto #0
 __all__ = ['PAPER_TABLES', 'FROM_SETTINGS', 'PARAMS', 'PRESETS', 'GEN_VALID_MAX', 'METRICS', 'BASELINE', 'GEN_MIN_TRAIN', 'UNION',
            'SIMPLEST', 'PROGRESS', 'STAGES', 'TIMING', 'paper_table', 'experiment_params', 'check_params',
-           'stage_victim', 'run_location', 'stage_generators', 'stage_adversarial', 'extractor_for', 'stage_features',
-           'detection_data', 'fit_and_score', 'summarise', 'caption', 'table_detectors', 'baseline_cols',
-           'table_generators', 'finetuned_model', 'table_backbones', 'table_unseen', 'fit_union', 'union_cols',
-           'plot_roc', 'plot_confusion', 'plot_eps_sweep', 'summary_md', 'write_report', 'Run', 'run_attack_stages',
-           'pick_best', 'sources_table', 'run_detector_stages', 'run_paper_tables', 'run_strong_adaptive', 'run_beyond',
+           'stage_victim', 'stage_generators', 'stage_adversarial', 'extractor_for', 'stage_features', 'detection_data',
+           'fit_and_score', 'summarise', 'caption', 'table_detectors', 'baseline_cols', 'table_generators',
+           'finetuned_model', 'table_backbones', 'table_unseen', 'fit_union', 'union_cols', 'plot_roc',
+           'plot_confusion', 'plot_eps_sweep', 'summary_md', 'write_report', 'Run', 'run_attack_stages', 'pick_best',
+           'sources_table', 'run_detector_stages', 'run_paper_tables', 'run_strong_adaptive', 'run_beyond',
            'run_eps_sweep', 'finish_run', 'run_experiment', 'experiment_notebook', 'run_name', 'compare_runs',
            'ProgressEcho', 'run_notebook']
 
@@ -188,23 +188,15 @@ def stage_victim(p):
                         root=p['root'], data_root=p['data_root'], seed=p['seeds'][0], progress=False,
                         max_train=p.get('victim_max_images'), device=p['device'], **p['ds_kwargs'])
 
-# %% ../nbs/09_experiments.ipynb #runloc01
-def run_location(p) -> dict:
-    "The run's data location as a victim's `meta['config']` records it (`data_root` expanded, `root` resolved when given)."
-    out = {} if p.get('data_root') is None else dict(data_root=str(Path(p['data_root']).expanduser()))
-    if p.get('root') is not None: out['root'] = str(Path(p['root']).expanduser().resolve())
-    return out
-
-
 # %% ../nbs/09_experiments.ipynb #1c8d066e
 def stage_generators(p, victim) -> dict:
     "Train (or load from the cache) one generator per variant of p['generators'] on the victim's train split (at most `gen_max_images`, seeded), validated on at most `GEN_VALID_MAX` valid images."
     if not p['generators']: return {}
     from drsn_tvl.wgan import train_generator, as_tensors
-    from drsn_tvl.victim import victim_splits
+    from drsn_tvl.victim import victim_splits, data_location
     # the data at this run's location: a cached victim's meta records the folder of the run that trained it (the cache key
     # leaves the location out), which is wrong for a run from another working directory, e.g. papermill elsewhere
-    sp = victim_splits({**victim.meta['config'], **run_location(p)})
+    sp = victim_splits({**victim.meta['config'], **data_location(p.get('data_root'), p.get('root'))})
     x, y = as_tensors(sp['train'], 'victim train split')
     n = p.get('gen_max_images')
     if n and n < len(y):

