@@ -21,15 +21,15 @@ from .core import FeatureError, StageConfig, check_images, model_fingerprint, se
 from .model import DETECTORS, DetectionPipeline, Detector, register_detector
 
 # %% auto #0
-__all__ = ['SRM_KERNELS', 'SRM_SOFT', 'BASELINES', 'OR_RULE_FORMAT', 'ADAPTIVE_VARIANTS', 'AT_DETECTORS', 'ROBUST_ROW',
-           'BaselineConfig', 'baseline_config', 'VictimMissing', 'last_linear', 'victim_layers', 'VictimTap',
-           'ClassicDetector', 'KDBU', 'lid', 'LID', 'Mahalanobis', 'bpda', 'bit_depth', 'median_filter', 'Squeeze',
-           'MSP', 'residual_cooccurrence', 'SRM', 'DFeat', 'LogReg', 'kd_bu', 'lid_detector', 'mahalanobis',
-           'mahalanobis_pp', 'squeeze', 'msp', 'srm', 'dfeat', 'logreg', 'takes_images', 'adaptive_attack',
-           'classic_table', 'union_thresholds', 'OrPipeline', 'correctly_classified', 'adaptive_table', 'plot_adaptive',
-           'wilson', 'victim_margin', 'project_out', 'strong_step', 'badness', 'strong_adaptive_attack',
-           'success_vs_eps', 'AdvTrained', 'PGDTraining', 'train_robust_victim', 'robust_accuracy',
-           'beyond_adaptive_table', 'plot_beyond']
+__all__ = ['SRM_KERNELS', 'SRM_SOFT', 'BASELINES', 'ROBUST_DETECTORS', 'OR_RULE_FORMAT', 'ADAPTIVE_VARIANTS', 'AT_DETECTORS',
+           'TWIN_EPS_FACTOR', 'ROBUST_ROW', 'BaselineConfig', 'baseline_config', 'VictimMissing', 'last_linear',
+           'victim_layers', 'VictimTap', 'ClassicDetector', 'KDBU', 'lid', 'LID', 'Mahalanobis', 'bpda', 'bit_depth',
+           'median_filter', 'Squeeze', 'MSP', 'residual_cooccurrence', 'SRM', 'DFeat', 'LogReg', 'kd_bu',
+           'lid_detector', 'mahalanobis', 'mahalanobis_pp', 'squeeze', 'msp', 'srm', 'dfeat', 'logreg', 'takes_images',
+           'adaptive_attack', 'classic_table', 'union_thresholds', 'OrPipeline', 'correctly_classified',
+           'adaptive_table', 'plot_adaptive', 'wilson', 'victim_margin', 'project_out', 'strong_step', 'badness',
+           'strong_adaptive_attack', 'success_vs_eps', 'AdvTrained', 'PGDTraining', 'train_robust_victim',
+           'robust_accuracy', 'RobustTwin', 'twin', 'beyond_adaptive_table', 'plot_beyond']
 
 # %% ../nbs/08_baselines.ipynb #8394deb5
 @dataclass(frozen=True)
@@ -581,6 +581,7 @@ class LogReg(ClassicDetector):
 
 # %% ../nbs/08_baselines.ipynb #1da1e963
 BASELINES = ('kd_bu', 'lid', 'mahalanobis', 'mahalanobis_pp', 'squeeze', 'msp', 'srm', 'dfeat', 'logreg')
+ROBUST_DETECTORS = ('twin',)     # detectors built from a robust classifier (the robust twin, defined after train_robust_victim)
 
 @register_detector('kd_bu', neural=False, paper='Feinman et al. 2017 (not in the paper)', inputs='images')
 def kd_bu(in_shape, classes, baseline_cfg: BaselineConfig | None = None, **kw):
@@ -718,7 +719,7 @@ def classic_table(victim: nn.Module, extractor: nn.Module, sets: dict, detectors
             at_base = DETECTORS[n].defaults.get('at_base')          # an adversarially trained detector (AdvTrained)
             kw = dict(progress=False, **(fit_kw or {})) if DETECTORS[n].neural or (at_base and DETECTORS[at_base].neural) else {}
             if uses_img(n): kw['victim'] = victim
-            if n in BASELINES or at_base: kw['baseline_cfg'] = cfg
+            if n in BASELINES + ROBUST_DETECTORS or at_base: kw['baseline_cfg'] = cfg
             if at_base: kw.update(extractor=extractor, **(at_kw or {}))     # at_kw: e.g. ckpt_dir, progress of AdvTrained
             seed_everything(seed)
             fitted[n] = fit_detector(n, data['train'], data['valid'], seed=seed, **kw)
@@ -1225,6 +1226,62 @@ def robust_accuracy(model: nn.Module, images, labels, eps: float, steps=None, re
     out['clean_acc_lo'], out['clean_acc_hi'] = wilson(int(ok.sum()), n)
     out['robust_acc_lo'], out['robust_acc_hi'] = wilson(int(robust.sum()), n)
     return out
+
+# %% ../nbs/08_baselines.ipynb #twin0cd1
+TWIN_EPS_FACTOR = 2.    # the twin trains at twice the run's eps: it must hold *at* eps, and PGD training at eps leaves it robust there on only about half the images
+
+class RobustTwin(ClassicDetector):
+    "Flag an image when a PGD-trained twin of the victim (at `eps`, default twice the run's eps; on the victim's own labels) disagrees with the victim: score = the twin's logit margin against the victim's prediction."
+    inputs = 'images'
+    def __init__(self, in_shape, classes, eps=None, epochs=None, steps=None, lr=None, **kw):
+        super().__init__(in_shape, classes, **kw)
+        c = self.baseline_cfg = self.baseline_cfg.replace(robust_epochs=epochs, robust_steps=steps, robust_lr=lr)     # checked
+        eps = min(TWIN_EPS_FACTOR * c.eps, 1.) if eps is None else float(eps)
+        if not 0 < eps <= 1: raise ValueError(f"twin: eps must lie in (0, 1], got {eps}")
+        self.kwargs.update(eps=eps, epochs=c.robust_epochs, steps=c.robust_steps, lr=c.robust_lr)
+        self.twin = None
+
+    def _fit(self, x, y, valid):
+        from drsn_tvl.victim import predict
+        v, c = self._need_victim(), self.baseline_cfg
+        if valid is None: raise FeatureError(f"{self.name}: a validation split is required (the twin's validation and the threshold)")
+        xc, vc = x[y == 0], valid[0][valid[1] == 0]
+        if len(xc) < 2 or len(vc) < 1:
+            raise FeatureError(f"{self.name}: needs clean rows (label 0) in train (>= 2) and valid (>= 1), got {len(xc)} and {len(vc)}")
+        lab, vlab = (predict(v, t, c.attack_batch_size).argmax(1) for t in (xc, vc))     # the victim's labels: the twin agrees on clean
+        k = self.kwargs
+        twin = train_robust_victim(v, xc, lab, valid=(vc, vlab), eps=k['eps'], epochs=k['epochs'], steps=k['steps'], lr=k['lr'],
+                                   seed=self.seed, cfg=c)
+        self._state = {f'twin.{n}': t.detach().cpu() for n, t in twin.state_dict().items()}
+        self._set_twin(twin)
+
+    def _set_twin(self, twin: nn.Module):
+        self.twin = twin.eval().requires_grad_(False)        # the attacker needs d/dx only
+
+    def _build(self):
+        "The twin from the saved weights, on a copy of the attached victim's architecture."
+        import copy
+        if self.victim is None or not self._state: return
+        twin = copy.deepcopy(self.victim)
+        twin.load_state_dict({n[len('twin.'):]: t for n, t in self._state.items() if n.startswith('twin.')})
+        self._set_twin(twin)
+
+    def _attached(self): self._build()
+    def _loaded(self): self._build()
+
+    def _logit(self, x):
+        v = self._need_victim()
+        if self.twin is None: raise VictimMissing(f"{self.name}: no twin: fit the detector, or attach the victim after load_detector")
+        with torch.no_grad(): c = v(x).argmax(1)
+        z = self.twin(x).float()
+        own = z.gather(1, c[:, None])[:, 0]
+        other = z.masked_fill(F.one_hot(c, z.shape[1]).bool(), -torch.inf).max(1).values
+        return (other - own).to(x.dtype)
+
+@register_detector('twin', neural=False, paper='robust twin: PGD-trained copy of the victim as a detector (not in the paper)', inputs='images')
+def twin(in_shape, classes, baseline_cfg: BaselineConfig | None = None, **kw):
+    "A PGD-trained twin of the victim (at eps, the robust victim's recipe) flags images on which it disagrees with the victim."
+    return RobustTwin(in_shape, classes, cfg=baseline_config(baseline_cfg), **kw)
 
 # %% ../nbs/08_baselines.ipynb #d6ca9494
 ROBUST_ROW = 'robust victim (PGD-AT, eps/2)'

@@ -99,7 +99,7 @@ PARAMS = dict(
     independent_attacks=['fgsm_ref', 'boundary'],
     backbone=None, backbones=['tf_efficientnet_lite0', 'tf_efficientnet_lite1', 'tf_efficientnet_lite2', 'resnet18'], finetuned_backbones=['resnet18'], pool=0, feature_sources=['backbone', 'victim'], victim_grid=None,
     detectors=['drsn_tvl', 'drsn', 'cnn', 'dnn', 'transformer', 'logreg'], detector_preset=None, epochs=None,
-    baselines=['logreg', 'kd_bu', 'lid', 'mahalanobis', 'mahalanobis_pp', 'squeeze', 'msp', 'srm', 'dfeat'], adaptive_max_images=8, adaptive_kinds=['pgd'],
+    baselines=['logreg', 'kd_bu', 'lid', 'mahalanobis', 'mahalanobis_pp', 'squeeze', 'msp', 'srm', 'dfeat', 'twin'], adaptive_max_images=8, adaptive_kinds=['pgd'],
     adaptive_steps=None, adaptive_eps=None,
     adaptive_eval_images=0, strong_steps=None, strong_restarts=None, at_detectors=['logreg_at', 'drsn_tvl_at'], at_rounds=None, robust_victim=True,
     seeds=[0], max_images=96, max_images_strong=24, sweep_max_images=None, attack_params={}, out_dir='out', ds_kwargs={}, device=None)
@@ -753,7 +753,7 @@ def run_strong_adaptive(r: Run, ctx: dict, fx, fitted: dict):
     p, data = r.p, ctx['data']
     bcfg = baseline_config(strong_steps=p['strong_steps'], strong_restarts=p['strong_restarts'], at_rounds=p['at_rounds'],
                            adaptive_eps=p['adaptive_eps'], seed=p['seeds'][0])
-    keep = dict.fromkeys([ctx['best'].name, 'drsn_tvl', BASELINE])        # the strong attack is costly: the picked detector, the paper's, the simplest
+    keep = dict.fromkeys([ctx['best'].name, 'drsn_tvl', BASELINE, 'twin'])   # the strong attack is costly: the picked detector, the paper's, the simplest, the robust twin
     dets = {k: fitted[k] for k in keep if k in fitted}
     if p['at_detectors']:
         r.say(f"adversarial training of {p['at_detectors']} ({bcfg.at_rounds} rounds)")

@@ -340,3 +340,20 @@ def test_logreg_save_load_seed_and_gradient(tmp_path):
     assert 'logreg' in BASELINES and not takes_images('logreg')
     with pytest.raises(FeatureError, match='binary detector'):
         create_detector('logreg', (8, 3, 3), ['clean', 'fgsm', 'pgd'])
+
+
+# ---------------------------------------------------------------- the robust twin
+def test_twin_resists_the_victims_pgd_and_flags_it(world):
+    "The twin is not the victim: PGD examples crafted against the victim leave the PGD-trained twin at the clean label far more often, and the twin's score flags them above the clean rate."
+    from drsn_tvl.baselines import baseline_config
+    from drsn_tvl.victim import predict
+    victim, xs, ys = world['victim'], world['xs'], world['ys']
+    cfg = baseline_config(eps=4 / 255, robust_epochs=5, robust_steps=3, robust_lr=1e-3)
+    adv = {s: run_attack('pgd', victim, xs[s], ys[s], eps=4 / 255, alpha=1 / 255, steps=10)[0] for s in ('train', 'valid', 'test')}
+    sets = {s: make_detection_set(xs[s], adv[s], ['pgd'] * len(xs[s])) for s in adv}
+    det = fit_detector('twin', sets['train'], sets['valid'], victim=victim, seed=0, baseline_cfg=cfg, eps=4 / 255)
+    ok = predict(victim, xs['test']).argmax(1) == ys['test']
+    keep_v, keep_t = ((predict(m, adv['test'][ok]).argmax(1) == ys['test'][ok]).float().mean() for m in (victim, det.twin))
+    assert keep_t > keep_v + 0.3, (float(keep_t), float(keep_v))
+    m = evaluate(det, sets['test'])
+    assert m['auroc'] > 0.65 and m['fpr'] <= 0.2, m
