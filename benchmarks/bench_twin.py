@@ -55,8 +55,7 @@ def main():
     params = {k: {'eps': 2 / 255} for k in ('fgsm', 'pgd')}
     asets = {s: build_adversarial_set(victim, s, attacks=['fgsm', 'pgd', 'noise'], params=params, n_max=300 if s != 'test' else None,
                                       seed=a.seed, progress=False) for s in ('valid', 'test')}
-    det = B.RobustTwin((3, a.img_size, a.img_size), ['clean', 'adversarial'], victim=victim, cfg=cfg, eps=a.train_eps / 255)
-    det._set_twin(twin); det._state = {f'twin.{k}': v for k, v in twin.state_dict().items()}; det.fitted = True
+    det = B.RobustTwin((3, a.img_size, a.img_size), ['clean', 'adversarial'], victim=victim, cfg=cfg, eps=a.train_eps / 255).use_twin(twin)
     va = asets['valid']
     det.calibrate(torch.cat([va.clean.float() / 255, *[va.adv[t][va.kept(t)].float() / 255 for t in va.attacks]]),
                   torch.cat([torch.zeros(len(va.clean)), *[torch.ones(int(va.kept(t).sum())) for t in va.attacks]]).long())

@@ -21,15 +21,15 @@ from .core import FeatureError, StageConfig, check_images, model_fingerprint, se
 from .model import DETECTORS, DetectionPipeline, Detector, register_detector
 
 # %% auto #0
-__all__ = ['SRM_KERNELS', 'SRM_SOFT', 'BASELINES', 'ROBUST_DETECTORS', 'OR_RULE_FORMAT', 'ADAPTIVE_VARIANTS', 'AT_DETECTORS',
-           'TWIN_EPS_FACTOR', 'ROBUST_ROW', 'BaselineConfig', 'baseline_config', 'VictimMissing', 'last_linear',
-           'victim_layers', 'VictimTap', 'ClassicDetector', 'KDBU', 'lid', 'LID', 'Mahalanobis', 'bpda', 'bit_depth',
-           'median_filter', 'Squeeze', 'MSP', 'residual_cooccurrence', 'SRM', 'DFeat', 'LogReg', 'kd_bu',
-           'lid_detector', 'mahalanobis', 'mahalanobis_pp', 'squeeze', 'msp', 'srm', 'dfeat', 'logreg', 'takes_images',
-           'adaptive_attack', 'classic_table', 'union_thresholds', 'OrPipeline', 'correctly_classified',
-           'adaptive_table', 'plot_adaptive', 'wilson', 'victim_margin', 'project_out', 'strong_step', 'badness',
-           'strong_adaptive_attack', 'success_vs_eps', 'AdvTrained', 'PGDTraining', 'train_robust_victim',
-           'robust_accuracy', 'RobustTwin', 'twin', 'beyond_adaptive_table', 'plot_beyond']
+__all__ = ['SRM_KERNELS', 'SRM_SOFT', 'BASELINES', 'OR_RULE_FORMAT', 'ADAPTIVE_VARIANTS', 'AT_DETECTORS', 'TWIN_EPS_FACTOR',
+           'ROBUST_ROW', 'BaselineConfig', 'baseline_config', 'VictimMissing', 'last_linear', 'victim_layers',
+           'VictimTap', 'ClassicDetector', 'KDBU', 'lid', 'LID', 'Mahalanobis', 'bpda', 'bit_depth', 'median_filter',
+           'Squeeze', 'MSP', 'residual_cooccurrence', 'SRM', 'DFeat', 'LogReg', 'kd_bu', 'lid_detector', 'mahalanobis',
+           'mahalanobis_pp', 'squeeze', 'msp', 'srm', 'dfeat', 'logreg', 'takes_images', 'adaptive_attack',
+           'classic_table', 'union_thresholds', 'OrPipeline', 'correctly_classified', 'adaptive_table', 'plot_adaptive',
+           'wilson', 'victim_margin', 'project_out', 'strong_step', 'badness', 'strong_adaptive_attack',
+           'success_vs_eps', 'AdvTrained', 'PGDTraining', 'train_robust_victim', 'robust_accuracy', 'RobustTwin',
+           'twin', 'beyond_adaptive_table', 'plot_beyond']
 
 # %% ../nbs/08_baselines.ipynb #8394deb5
 @dataclass(frozen=True)
@@ -581,7 +581,6 @@ class LogReg(ClassicDetector):
 
 # %% ../nbs/08_baselines.ipynb #1da1e963
 BASELINES = ('kd_bu', 'lid', 'mahalanobis', 'mahalanobis_pp', 'squeeze', 'msp', 'srm', 'dfeat', 'logreg')
-ROBUST_DETECTORS = ('twin',)     # detectors built from a robust classifier (the robust twin, defined after train_robust_victim)
 
 @register_detector('kd_bu', neural=False, paper='Feinman et al. 2017 (not in the paper)', inputs='images')
 def kd_bu(in_shape, classes, baseline_cfg: BaselineConfig | None = None, **kw):
@@ -719,7 +718,7 @@ def classic_table(victim: nn.Module, extractor: nn.Module, sets: dict, detectors
             at_base = DETECTORS[n].defaults.get('at_base')          # an adversarially trained detector (AdvTrained)
             kw = dict(progress=False, **(fit_kw or {})) if DETECTORS[n].neural or (at_base and DETECTORS[at_base].neural) else {}
             if uses_img(n): kw['victim'] = victim
-            if n in BASELINES + ROBUST_DETECTORS or at_base: kw['baseline_cfg'] = cfg
+            if not DETECTORS[n].neural: kw['baseline_cfg'] = cfg    # every classic (non-neural) entry point takes the stage's config
             if at_base: kw.update(extractor=extractor, **(at_kw or {}))     # at_kw: e.g. ckpt_dir, progress of AdvTrained
             seed_everything(seed)
             fitted[n] = fit_detector(n, data['train'], data['valid'], seed=seed, **kw)
@@ -1252,8 +1251,13 @@ class RobustTwin(ClassicDetector):
         k = self.kwargs
         twin = train_robust_victim(v, xc, lab, valid=(vc, vlab), eps=k['eps'], epochs=k['epochs'], steps=k['steps'], lr=k['lr'],
                                    seed=self.seed, cfg=c)
+        self.use_twin(twin)
+
+    def use_twin(self, twin: nn.Module):
+        "Make `twin` (a classifier of the victim's architecture, e.g. from `train_robust_victim`) this detector's twin: it is then fitted (threshold: `calibrate`)."
         self._state = {f'twin.{n}': t.detach().cpu() for n, t in twin.state_dict().items()}
-        self._set_twin(twin)
+        self._set_twin(twin); self.fitted = True
+        return self
 
     def _set_twin(self, twin: nn.Module):
         self.twin = twin.eval().requires_grad_(False)        # the attacker needs d/dx only
