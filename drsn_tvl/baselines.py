@@ -22,14 +22,14 @@ from .model import DETECTORS, DetectionPipeline, Detector, register_detector
 
 # %% auto #0
 __all__ = ['SRM_KERNELS', 'SRM_SOFT', 'BASELINES', 'OR_RULE_FORMAT', 'ADAPTIVE_VARIANTS', 'AT_DETECTORS', 'TWIN_EPS_FACTOR',
-           'ROBUST_ROW', 'BaselineConfig', 'baseline_config', 'VictimMissing', 'last_linear', 'victim_layers',
-           'VictimTap', 'ClassicDetector', 'KDBU', 'lid', 'LID', 'Mahalanobis', 'bpda', 'bit_depth', 'median_filter',
-           'Squeeze', 'MSP', 'residual_cooccurrence', 'SRM', 'DFeat', 'LogReg', 'kd_bu', 'lid_detector', 'mahalanobis',
-           'mahalanobis_pp', 'squeeze', 'msp', 'srm', 'dfeat', 'logreg', 'takes_images', 'adaptive_attack',
-           'classic_table', 'union_thresholds', 'OrPipeline', 'correctly_classified', 'adaptive_table', 'plot_adaptive',
-           'wilson', 'victim_margin', 'project_out', 'strong_step', 'badness', 'strong_adaptive_attack',
-           'success_vs_eps', 'AdvTrained', 'PGDTraining', 'train_robust_victim', 'robust_accuracy', 'RobustTwin',
-           'twin', 'beyond_adaptive_table', 'plot_beyond']
+           'TWIN_DATA', 'ROBUST_ROW', 'BaselineConfig', 'baseline_config', 'VictimMissing', 'last_linear',
+           'victim_layers', 'VictimTap', 'ClassicDetector', 'KDBU', 'lid', 'LID', 'Mahalanobis', 'bpda', 'bit_depth',
+           'median_filter', 'Squeeze', 'MSP', 'residual_cooccurrence', 'SRM', 'DFeat', 'LogReg', 'kd_bu',
+           'lid_detector', 'mahalanobis', 'mahalanobis_pp', 'squeeze', 'msp', 'srm', 'dfeat', 'logreg', 'takes_images',
+           'adaptive_attack', 'classic_table', 'union_thresholds', 'OrPipeline', 'correctly_classified',
+           'adaptive_table', 'plot_adaptive', 'wilson', 'victim_margin', 'project_out', 'strong_step', 'badness',
+           'strong_adaptive_attack', 'success_vs_eps', 'AdvTrained', 'PGDTraining', 'train_robust_victim',
+           'robust_accuracy', 'RobustTwin', 'twin', 'AnyOf', 'srm_twin', 'beyond_adaptive_table', 'plot_beyond']
 
 # %% ../nbs/08_baselines.ipynb #8394deb5
 @dataclass(frozen=True)
@@ -67,6 +67,9 @@ class BaselineConfig(StageConfig):
     robust_steps: int = 5
     robust_lr: float = 1e-4
     srm_trunc: int = 2
+    twin_epochs: int = 5
+    twin_steps: int = 3
+    twin_max_train: int = 4000
 
     def check(self):
         if self.kd_bandwidth < 0: raise ValueError(f"kd_bandwidth must be >= 0 (0: median pairwise distance), got {self.kd_bandwidth}")
@@ -95,6 +98,9 @@ class BaselineConfig(StageConfig):
         if int(self.srm_trunc) != self.srm_trunc or not 1 <= self.srm_trunc <= 8:
             raise ValueError(f"srm_trunc must be an integer in 1..8 (grey levels), got {self.srm_trunc}")
         if self.robust_lr <= 0: raise ValueError(f"robust_lr must be > 0, got {self.robust_lr}")
+        if min(self.twin_epochs, self.twin_steps) < 1 or self.twin_max_train < 0:
+            raise ValueError(f"twin_epochs and twin_steps must be >= 1 and twin_max_train >= 0 (0: the whole train split), got "
+                             f"{self.twin_epochs}, {self.twin_steps}, {self.twin_max_train}")
 
 # %% ../nbs/08_baselines.ipynb #54c6bcf0
 def baseline_config(cfg: BaselineConfig | None = None, **overrides) -> BaselineConfig:
@@ -691,7 +697,7 @@ def classic_table(victim: nn.Module, extractor: nn.Module, sets: dict, detectors
                   attacks=None, seed: int = 0, clahe: bool = False, fit_kw: dict | None = None,
                   cfg: BaselineConfig | None = None, at_kw: dict | None = None) -> tuple:
     "Detector × static attack AUROC and TPR at 5 % FPR (test split) for every baseline and the given fitted detectors. Returns (table, fitted)."
-    from drsn_tvl.model import make_detection_set, fit_detector
+    from drsn_tvl.model import create_detector, make_detection_set, fit_detector
     from sklearn.metrics import roc_auc_score
     missing = [s for s in ('train', 'valid', 'test') if s not in sets]
     if missing: raise KeyError(f"sets lacks split(s) {missing}; give train, valid and test")
@@ -714,6 +720,12 @@ def classic_table(victim: nn.Module, extractor: nn.Module, sets: dict, detectors
     rows = []
     for n in names:
         data = img if uses_img(n) else feat
+        members = DETECTORS[n].defaults.get('members') if n not in fitted else None       # AnyOf: reuse members fitted above
+        if members and all(m in fitted for m in members):
+            tr = data['train']
+            fitted[n] = create_detector(n, tuple(tr.x.shape[1:]), tr.classes, victim=victim, seed=seed, baseline_cfg=cfg).use_members(
+                {m: fitted[m] for m in members})
+            fitted[n].calibrate(data['valid'].x, data['valid'].y)
         if n not in fitted:
             at_base = DETECTORS[n].defaults.get('at_base')          # an adversarially trained detector (AdvTrained)
             kw = dict(progress=False, **(fit_kw or {})) if DETECTORS[n].neural or (at_base and DETECTORS[at_base].neural) else {}
@@ -1228,25 +1240,46 @@ def robust_accuracy(model: nn.Module, images, labels, eps: float, steps=None, re
 
 # %% ../nbs/08_baselines.ipynb #twin0cd1
 TWIN_EPS_FACTOR = 2.    # the twin trains at twice the run's eps: it must hold *at* eps, and PGD training at eps leaves it robust there on only about half the images
+TWIN_DATA = ('victim', 'rows')     # the twin's training images: the victim's own train split, or the detection set's clean rows
 
 class RobustTwin(ClassicDetector):
     "Flag an image when a PGD-trained twin of the victim (at `eps`, default twice the run's eps; on the victim's own labels) disagrees with the victim: score = the twin's logit margin against the victim's prediction."
     inputs = 'images'
-    def __init__(self, in_shape, classes, eps=None, epochs=None, steps=None, lr=None, **kw):
+    def __init__(self, in_shape, classes, eps=None, epochs=None, steps=None, lr=None, max_train=None, data: str = 'victim', **kw):
         super().__init__(in_shape, classes, **kw)
-        c = self.baseline_cfg = self.baseline_cfg.replace(robust_epochs=epochs, robust_steps=steps, robust_lr=lr)     # checked
+        c = self.baseline_cfg = self.baseline_cfg.replace(twin_epochs=epochs, twin_steps=steps, robust_lr=lr, twin_max_train=max_train)  # checked
         eps = min(TWIN_EPS_FACTOR * c.eps, 1.) if eps is None else float(eps)
         if not 0 < eps <= 1: raise ValueError(f"twin: eps must lie in (0, 1], got {eps}")
-        self.kwargs.update(eps=eps, epochs=c.robust_epochs, steps=c.robust_steps, lr=c.robust_lr)
+        if data not in TWIN_DATA: raise ValueError(f"twin: data must be one of {TWIN_DATA}, got {data!r}")
+        self.kwargs.update(eps=eps, epochs=c.twin_epochs, steps=c.twin_steps, lr=c.robust_lr, max_train=c.twin_max_train, data=data)
         self.twin = None
+
+    def train_images(self, rows: torch.Tensor) -> torch.Tensor:
+        "The twin's training images in [0, 1]: the victim's own train split (`data='victim'`) or the detection set's clean `rows` (`'rows'`), at most `max_train` of them (a seeded draw)."
+        k, v = self.kwargs, self._need_victim()
+        if k['data'] == 'victim':
+            from drsn_tvl.data import load_arrays
+            from drsn_tvl.victim import victim_splits
+            rec = (getattr(v, 'meta', None) or {}).get('config')
+            if rec is None:
+                raise FeatureError(f"{self.name}: data='victim' trains the twin on the victim's train split, but this victim records none "
+                                   "(meta['config'], set by train_victim); pass data='rows' to train on the detection set's clean rows")
+            a, _ = load_arrays(victim_splits(rec)['train'], progress=False)
+            rows = torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2).float() / 255
+            if tuple(rows.shape[1:]) != tuple(self.in_shape):
+                raise FeatureError(f"{self.name}: the victim's train split has images {tuple(rows.shape[1:])}, the detector expects {tuple(self.in_shape)}")
+        if k['max_train'] and len(rows) > k['max_train']:
+            keep = torch.randperm(len(rows), generator=torch.Generator().manual_seed(self.seed))[:k['max_train']].sort().values
+            rows = rows[keep]
+        return rows
 
     def _fit(self, x, y, valid):
         from drsn_tvl.victim import predict
         v, c = self._need_victim(), self.baseline_cfg
         if valid is None: raise FeatureError(f"{self.name}: a validation split is required (the twin's validation and the threshold)")
-        xc, vc = x[y == 0], valid[0][valid[1] == 0]
+        xc, vc = self.train_images(x[y == 0]), valid[0][valid[1] == 0]
         if len(xc) < 2 or len(vc) < 1:
-            raise FeatureError(f"{self.name}: needs clean rows (label 0) in train (>= 2) and valid (>= 1), got {len(xc)} and {len(vc)}")
+            raise FeatureError(f"{self.name}: needs >= 2 training images and >= 1 clean valid row (label 0), got {len(xc)} and {len(vc)}")
         lab, vlab = (predict(v, t, c.attack_batch_size).argmax(1) for t in (xc, vc))     # the victim's labels: the twin agrees on clean
         k = self.kwargs
         twin = train_robust_victim(v, xc, lab, valid=(vc, vlab), eps=k['eps'], epochs=k['epochs'], steps=k['steps'], lr=k['lr'],
@@ -1284,8 +1317,90 @@ class RobustTwin(ClassicDetector):
 
 @register_detector('twin', neural=False, paper='robust twin: PGD-trained copy of the victim as a detector (not in the paper)', inputs='images')
 def twin(in_shape, classes, baseline_cfg: BaselineConfig | None = None, **kw):
-    "A PGD-trained twin of the victim (at eps, the robust victim's recipe) flags images on which it disagrees with the victim."
+    "A PGD-trained twin of the victim (at twice eps, `twin_epochs` of `twin_steps`-step PGD on the victim's train split) flags images on which it disagrees with the victim."
     return RobustTwin(in_shape, classes, cfg=baseline_config(baseline_cfg), **kw)
+
+# %% ../nbs/08_baselines.ipynb #anyof0cd1
+def _threshold_logit(p: float) -> float:
+    "The logit of a threshold on P(adversarial) (kept finite at 0 and 1)."
+    p = min(max(float(p), 1e-12), 1 - 1e-12)
+    return math.log(p) - math.log1p(-p)
+
+class AnyOf(ClassicDetector):
+    "Flag an image when any member (registered classic image detectors) flags it at its own 5 %-FPR threshold: logit = max over members of (member logit − its threshold logit) / its clean spread; one threshold for the union on valid."
+    inputs = 'images'
+    def __init__(self, in_shape, classes, members=('srm', 'twin'), member_kw: dict | None = None, **kw):
+        members = list(members)
+        if len(members) < 2 or len(set(members)) != len(members): raise ValueError(f"any_of: needs two or more distinct members, got {members}")
+        bad = [m for m in members if m not in DETECTORS or DETECTORS[m].neural or DETECTORS[m].defaults.get('inputs') != 'images'
+               or DETECTORS[m].defaults.get('members')]
+        if bad: raise KeyError(f"any_of: members must be registered classic image detectors (e.g. srm, twin, msp), got {bad}")
+        extra = sorted(set(member_kw or {}) - set(members))
+        if extra: raise KeyError(f"any_of: member_kw names {extra}, which are not members {members}")
+        from drsn_tvl.model import create_detector
+        self.members = {}
+        super().__init__(in_shape, classes, **kw)
+        self.member_kw = {m: dict((member_kw or {}).get(m, {})) for m in members}
+        self.kwargs.update(members=members, member_kw=self.member_kw)
+        self.members = {m: create_detector(m, self.in_shape, self.classes, victim=self.victim, seed=self.seed,
+                                           baseline_cfg=self.baseline_cfg, **self.member_kw[m]) for m in members}
+        self.needs_victim = any(d.needs_victim for d in self.members.values())
+        self._spread = None
+
+    def _attached(self):
+        for d in self.members.values(): d.attach(self.victim, check=False)
+
+    def _fit(self, x, y, valid):
+        if valid is None: raise FeatureError(f"{self.name}: a validation split is required (each member's threshold)")
+        for d in self.members.values(): d.fit(x, y, valid)
+
+    def use_members(self, members: dict):
+        "Take fitted, calibrated members (`{name: detector}`, one per member name) instead of fitting them; then `calibrate` the union."
+        if sorted(members) != sorted(self.members):
+            raise KeyError(f"{self.name}: expected members {sorted(self.members)}, got {sorted(members)}")
+        for n, d in members.items():
+            if not d.fitted or d.threshold is None: raise RuntimeError(f"{self.name}: member {n} is not fitted and calibrated")
+            if tuple(d.in_shape) != tuple(self.in_shape): raise FeatureError(f"{self.name}: member {n} takes {d.in_shape}, not {self.in_shape}")
+        self.members = {n: members[n] for n in self.members}
+        if self.victim is not None: self._attached()
+        self._victim_key = next((d._victim_key for d in self.members.values() if d._victim_key is not None), None)
+        self.fitted, self._spread = True, None
+        return self
+
+    def _member_logits(self, x) -> torch.Tensor:
+        "N × members: each member's logit minus its threshold logit (positive: that member flags x)."
+        return torch.stack([d.logit(x) - _threshold_logit(d._need_threshold()) for d in self.members.values()], 1)
+
+    def calibrate(self, x, y, target_fpr=None):
+        "Each member's spread on the clean rows of (x, y), then the union's threshold at `target_fpr` of them."
+        x, y = self._check(x, y, 'calibration')
+        clean = x[y == 0]
+        if len(clean) < 2: raise FeatureError(f"{self.name}: calibration needs >= 2 clean rows (label 0), got {len(clean)}")
+        with torch.no_grad(): z = torch.cat([self._member_logits(clean[i:i + 128]).double().cpu() for i in range(0, len(clean), 128)])
+        self._spread = z.std(0).clamp_min(1e-6)
+        return super().calibrate(x, y, target_fpr)
+
+    def _logit(self, x):
+        if self._spread is None: raise RuntimeError(f"{self.name}: calibrate the union first (fit with a validation split, or calibrate())")
+        return (self._member_logits(x) / self._spread.to(x)).max(1).values
+
+    def _state_dict(self) -> dict:
+        st = {f'{n}.{k}': v for n, d in self.members.items() for k, v in d.state_dict().items()}
+        st.update({f'{n}@threshold': float(d._need_threshold()) for n, d in self.members.items()})
+        if self._spread is not None: st['spread'] = self._spread.clone()
+        return {**st, 'victim_key': self._victim_key}
+
+    def _load_state_dict(self, state: dict):
+        self._victim_key, self._spread = state.pop('victim_key', None), state.pop('spread', None)
+        for n, d in self.members.items():
+            d.load_state_dict({k[len(n) + 1:]: v for k, v in state.items() if k.startswith(f'{n}.')})
+            d.threshold = state[f'{n}@threshold']
+
+@register_detector('srm_twin', neural=False, paper='srm or twin (not in the paper)', inputs='images', members=('srm', 'twin'))
+def srm_twin(in_shape, classes, baseline_cfg: BaselineConfig | None = None, **kw):
+    "Flagged by the steganalysis detector srm or the robust twin: srm's static detection, the twin's resistance to the adaptive attacker."
+    return AnyOf(in_shape, classes, cfg=baseline_config(baseline_cfg), **{'members': ('srm', 'twin'), **kw})
+
 
 # %% ../nbs/08_baselines.ipynb #d6ca9494
 ROBUST_ROW = 'robust victim (PGD-AT, eps/2)'

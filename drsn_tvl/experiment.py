@@ -23,9 +23,9 @@ __all__ = ['PAPER_TABLES', 'FROM_SETTINGS', 'PARAMS', 'PRESETS', 'GEN_VALID_MAX'
            'fit_and_score', 'summarise', 'caption', 'table_detectors', 'baseline_cols', 'table_generators',
            'finetuned_model', 'table_backbones', 'table_unseen', 'fit_union', 'union_cols', 'plot_roc',
            'plot_confusion', 'plot_eps_sweep', 'summary_md', 'write_report', 'Run', 'run_attack_stages', 'pick_best',
-           'sources_table', 'run_detector_stages', 'run_paper_tables', 'run_strong_adaptive', 'run_beyond',
-           'run_eps_sweep', 'finish_run', 'run_experiment', 'experiment_notebook', 'run_name', 'compare_runs',
-           'ProgressEcho', 'run_notebook']
+           'sources_table', 'run_detector_stages', 'run_paper_tables', 'beyond_config', 'run_strong_adaptive',
+           'run_beyond', 'run_eps_sweep', 'finish_run', 'run_experiment', 'experiment_notebook', 'run_name',
+           'compare_runs', 'ProgressEcho', 'run_notebook']
 
 # %% ../nbs/09_experiments.ipynb #3477e8f9
 _M = ['accuracy', 'precision', 'sensitivity', 'f1']
@@ -89,7 +89,8 @@ FROM_SETTINGS = dict(dataset='dataset', img_size='img_size', victim_backbone='vi
                      attacks='attacks', eps='eps', gen_epochs='gen_epochs', backbone='backbone', detector_preset='preset',
                      epochs='epochs', adaptive_steps='adaptive_steps', adaptive_eps='adaptive_eps',
                      victim_grid='victim_grid', device='device',
-                     strong_steps='strong_steps', strong_restarts='strong_restarts', at_rounds='at_rounds')
+                     strong_steps='strong_steps', strong_restarts='strong_restarts', at_rounds='at_rounds',
+                     twin_epochs='twin_epochs', twin_max_train='twin_max_train')
 
 PARAMS = dict(
     dataset=None, data_root=None, root=None, img_size=None, preset='quick',
@@ -99,9 +100,10 @@ PARAMS = dict(
     independent_attacks=['fgsm_ref', 'boundary'],
     backbone=None, backbones=['tf_efficientnet_lite0', 'tf_efficientnet_lite1', 'tf_efficientnet_lite2', 'resnet18'], finetuned_backbones=['resnet18'], pool=0, feature_sources=['backbone', 'victim'], victim_grid=None,
     detectors=['drsn_tvl', 'drsn', 'cnn', 'dnn', 'transformer', 'logreg'], detector_preset=None, epochs=None,
-    baselines=['logreg', 'kd_bu', 'lid', 'mahalanobis', 'mahalanobis_pp', 'squeeze', 'msp', 'srm', 'dfeat', 'twin'], adaptive_max_images=8, adaptive_kinds=['pgd'],
+    baselines=['logreg', 'kd_bu', 'lid', 'mahalanobis', 'mahalanobis_pp', 'squeeze', 'msp', 'srm', 'dfeat', 'twin', 'srm_twin'], adaptive_max_images=8, adaptive_kinds=['pgd'],
     adaptive_steps=None, adaptive_eps=None,
     adaptive_eval_images=0, strong_steps=None, strong_restarts=None, at_detectors=['logreg_at', 'drsn_tvl_at'], at_rounds=None, robust_victim=True,
+    twin_epochs=None, twin_max_train=None,
     seeds=[0], max_images=96, max_images_strong=24, sweep_max_images=None, attack_params={}, out_dir='out', ds_kwargs={}, device=None)
 
 # the one preset table of the experiment: what each preset changes from PARAMS (and so from settings.ini)
@@ -110,11 +112,13 @@ PRESETS = {
                   max_images=64, gen_max_images=128, epochs=10, strong_attacks=['cw', 'autoattack'], independent_attacks=['fgsm_ref'],
                   attack_params={'cw': {'steps': 20}}, adaptive_max_images=4, adaptive_steps=5, adaptive_eps=[2 / 255, 8 / 255],
                   adaptive_eval_images=8, strong_steps=5, strong_restarts=1, at_rounds=1, at_detectors=['logreg_at'], finetuned_backbones=[],
+                  twin_epochs=2,
                   backbones=['tf_efficientnet_lite0', 'tf_efficientnet_lite1']),
     'cpu': dict(img_size=128, victim_epochs=4, victim_max_images=3000, gen_epochs=4, gen_max_images=400, max_images=400,
                 backbone='tf_efficientnet_lite0', detector_preset='tuned', adaptive_steps=10,
                 max_images_strong=64, sweep_max_images=128, epochs=15, adaptive_max_images=16, seeds=[0, 1, 2],
                 adaptive_eval_images=0, strong_steps=50, strong_restarts=2, at_rounds=2, strong_attacks=['cw', 'deepfool', 'autoattack'],
+                twin_max_train=1000,
                 independent_attacks=['fgsm_ref', 'boundary'], finetuned_backbones=[],
                 backbones=['tf_efficientnet_lite0', 'tf_efficientnet_lite1', 'tf_efficientnet_lite2'],
                 attack_params={'boundary': {'steps': 100}, 'deepfool': {'steps': 10}, 'cw': {'steps': 30}}),
@@ -744,16 +748,23 @@ def run_paper_tables(r: Run, ctx: dict):
                                              f"thresholds set on valid so that the pair flags {100 * union['valid_fpr']:.1f} % of the valid clean rows; in %"))
     r.tick('unseen tables', f"{len(ctx['unseen'])} unseen attacks scored")
 
+# %% ../nbs/09_experiments.ipynb #bcfg0cd1
+def beyond_config(p: dict):
+    "The one `BaselineConfig` of the beyond-the-paper stage (classic detectors, strong adaptive evaluation): settings.ini's [baselines] with the run's keys."
+    from drsn_tvl.baselines import baseline_config
+    return baseline_config(strong_steps=p['strong_steps'], strong_restarts=p['strong_restarts'], at_rounds=p['at_rounds'],
+                           adaptive_eps=p['adaptive_eps'], twin_epochs=p['twin_epochs'], twin_max_train=p['twin_max_train'], seed=p['seeds'][0])
+
+
 # %% ../nbs/09_experiments.ipynb #14c0b903
 def run_strong_adaptive(r: Run, ctx: dict, fx, fitted: dict):
     "The strong detector-aware evaluation (08_baselines, Tramèr et al. 2020): the adversarially trained detectors of `at_detectors` beside the fitted ones, the robust victim's bound, static vs adaptive PGD (`strong_steps` × `strong_restarts`, every objective, the strongest per image) on at most `adaptive_eval_images` correctly classified test images, and the no-masking check."
-    from drsn_tvl.baselines import (baseline_config, classic_table, beyond_adaptive_table, plot_beyond, train_robust_victim,
+    from drsn_tvl.baselines import (classic_table, beyond_adaptive_table, plot_beyond, train_robust_victim,
                                     success_vs_eps, ROBUST_ROW)
     from drsn_tvl.model import DetectionPipeline
     p, data = r.p, ctx['data']
-    bcfg = baseline_config(strong_steps=p['strong_steps'], strong_restarts=p['strong_restarts'], at_rounds=p['at_rounds'],
-                           adaptive_eps=p['adaptive_eps'], seed=p['seeds'][0])
-    keep = dict.fromkeys([ctx['best'].name, 'drsn_tvl', BASELINE, 'twin'])   # the strong attack is costly: the picked detector, the paper's, the simplest, the robust twin
+    bcfg = beyond_config(p)
+    keep = dict.fromkeys([ctx['best'].name, 'drsn_tvl', BASELINE, 'twin', 'srm_twin'])   # the strong attack is costly: the picked detector, the paper's, the simplest, the robust twin, srm or twin
     dets = {k: fitted[k] for k in keep if k in fitted}
     if p['at_detectors']:
         r.say(f"adversarial training of {p['at_detectors']} ({bcfg.at_rounds} rounds)")
@@ -800,7 +811,7 @@ def run_beyond(r: Run, ctx: dict):
     mine = {best.name: best}                                  # the best detector, and the paper's DRSN-TVL beside it when another won
     if best.name != 'drsn_tvl' and 'drsn_tvl' in ctx.get('fitted', {}): mine['drsn_tvl'] = ctx['fitted']['drsn_tvl'][0]
     ct, fitted_b = classic_table(ctx['victim'], fx, ctx['asets'], detectors=p['baselines'], fitted=mine,
-                                 attacks=list(p['attacks']), seed=p['seeds'][0])
+                                 attacks=list(p['attacks']), seed=p['seeds'][0], cfg=beyond_config(p))
     ct.columns = [f'{a} {m}' for a, m in ct.columns]
     r.emit('table_beyond_static', (ct * 100).round(2),
            r.caption(data, f"Not in the paper: classic detectors and the logistic-regression baseline (logreg) beside {best.name} (seed {p['seeds'][0]}, {ctx['source']} features) on the standard attacks "

@@ -348,12 +348,31 @@ def test_twin_resists_the_victims_pgd_and_flags_it(world):
     from drsn_tvl.baselines import baseline_config
     from drsn_tvl.victim import predict
     victim, xs, ys = world['victim'], world['xs'], world['ys']
-    cfg = baseline_config(eps=4 / 255, robust_epochs=5, robust_steps=3, robust_lr=1e-3)
+    cfg = baseline_config(eps=4 / 255, twin_epochs=5, twin_steps=3, robust_lr=1e-3)
     adv = {s: run_attack('pgd', victim, xs[s], ys[s], eps=4 / 255, alpha=1 / 255, steps=10)[0] for s in ('train', 'valid', 'test')}
     sets = {s: make_detection_set(xs[s], adv[s], ['pgd'] * len(xs[s])) for s in adv}
-    det = fit_detector('twin', sets['train'], sets['valid'], victim=victim, seed=0, baseline_cfg=cfg, eps=4 / 255)
+    # data='rows': the 80 clean rows of this detection set (the default, the victim's 210-image train split, is tested in 08)
+    det = fit_detector('twin', sets['train'], sets['valid'], victim=victim, seed=0, baseline_cfg=cfg, eps=4 / 255, data='rows')
     ok = predict(victim, xs['test']).argmax(1) == ys['test']
     keep_v, keep_t = ((predict(m, adv['test'][ok]).argmax(1) == ys['test'][ok]).float().mean() for m in (victim, det.twin))
     assert keep_t > keep_v + 0.3, (float(keep_t), float(keep_v))
     m = evaluate(det, sets['test'])
     assert m['auroc'] > 0.65 and m['fpr'] <= 0.2, m
+
+
+def test_srm_twin_flags_what_either_member_flags_and_reuses_fitted_members(world):
+    "classic_table fits srm and twin, then srm_twin from those very members: the union flags a row iff a member flags it at its own threshold, and its one threshold keeps the valid clean FPR at 5 %."
+    from drsn_tvl.baselines import baseline_config
+    xs, victim = world['xs'], world['victim']
+    cfg = baseline_config(twin_epochs=1, twin_steps=1, twin_max_train=40, eps=8 / 255)
+    adv = {s: run_attack('fgsm', victim, xs[s], world['ys'][s], eps=8 / 255)[0] for s in xs}
+    sets = {s: {'clean': xs[s], 'fgsm': adv[s]} for s in xs}
+    tab, dets = classic_table(victim, world['fx'], sets, detectors=['srm', 'twin', 'srm_twin'], cfg=cfg)
+    u = dets['srm_twin']
+    assert u.members['srm'] is dets['srm'] and u.members['twin'] is dets['twin']           # fitted once, reused
+    x = torch.cat([xs['test'], adv['test']])
+    either = torch.from_numpy(dets['srm'].detect(x) | dets['twin'].detect(x))
+    assert torch.equal(u.logit(x) > 0, either)
+    pv = u.p_adversarial(xs['valid'])
+    assert (pv > u.threshold).mean() <= 0.05 + 1e-9
+    assert tab.loc['srm_twin', ('all', 'auroc')] >= min(tab.loc['srm', ('all', 'auroc')], tab.loc['twin', ('all', 'auroc')]) - 0.05
