@@ -28,7 +28,7 @@ from drsn_tvl.victim import train_victim
 from drsn_tvl.attacks import build_adversarial_set
 from drsn_tvl import baselines as B
 from drsn_tvl.features import create_extractor
-from drsn_tvl.model import DetectionPipeline
+from drsn_tvl.model import DETECTORS, DetectionPipeline
 
 
 def main():
@@ -71,8 +71,8 @@ def main():
     fit_s, fitted = {}, {}
     for n in names:
         t1 = time.time()
-        _, f = B.classic_table(victim, fx, asets, detectors=[n], fitted=dict(fitted), seed=a.seed, fit_kw=fit_kw, cfg=cfg,
-                               at_kw=dict(ckpt_dir=a.ckpt_dir, progress=True))     # fitted: a union (srm_twin) reuses members listed before it
+        _, f = B.classic_table(victim, fx, asets, detectors=[n], fitted={m: fitted[m] for m in DETECTORS[n].defaults.get('members', ()) if m in fitted}, seed=a.seed, fit_kw=fit_kw, cfg=cfg,
+                               at_kw=dict(ckpt_dir=a.ckpt_dir, progress=True))     # a union (srm_twin) reuses its members fitted before it
         fitted[n] = f[n]; fit_s[n] = time.time() - t1
         if isinstance(f[n], B.AdvTrained): print(n, 'rounds:', f[n].log)
     tick('detector fits')

@@ -22,7 +22,7 @@ from .model import DETECTORS, DetectionPipeline, Detector, register_detector
 
 # %% auto #0
 __all__ = ['SRM_KERNELS', 'SRM_SOFT', 'BASELINES', 'OR_RULE_FORMAT', 'ADAPTIVE_VARIANTS', 'AT_DETECTORS', 'TWIN_EPS_FACTOR',
-           'TWIN_DATA', 'ROBUST_ROW', 'BaselineConfig', 'baseline_config', 'VictimMissing', 'last_linear',
+           'TWIN_DATA', 'SRM_TWIN', 'ROBUST_ROW', 'BaselineConfig', 'baseline_config', 'VictimMissing', 'last_linear',
            'victim_layers', 'VictimTap', 'ClassicDetector', 'KDBU', 'lid', 'LID', 'Mahalanobis', 'bpda', 'bit_depth',
            'median_filter', 'Squeeze', 'MSP', 'residual_cooccurrence', 'SRM', 'DFeat', 'LogReg', 'kd_bu',
            'lid_detector', 'mahalanobis', 'mahalanobis_pp', 'squeeze', 'msp', 'srm', 'dfeat', 'logreg', 'takes_images',
@@ -1258,14 +1258,13 @@ class RobustTwin(ClassicDetector):
         "The twin's training images in [0, 1]: the victim's own train split (`data='victim'`) or the detection set's clean `rows` (`'rows'`), at most `max_train` of them (a seeded draw)."
         k, v = self.kwargs, self._need_victim()
         if k['data'] == 'victim':
-            from drsn_tvl.data import load_arrays
             from drsn_tvl.victim import victim_splits
+            from drsn_tvl.wgan import as_tensors
             rec = (getattr(v, 'meta', None) or {}).get('config')
             if rec is None:
                 raise FeatureError(f"{self.name}: data='victim' trains the twin on the victim's train split, but this victim records none "
                                    "(meta['config'], set by train_victim); pass data='rows' to train on the detection set's clean rows")
-            a, _ = load_arrays(victim_splits(rec)['train'], progress=False)
-            rows = torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2).float() / 255
+            rows = as_tensors(victim_splits(rec)['train'], "the victim's train split")[0].float() / 255
             if tuple(rows.shape[1:]) != tuple(self.in_shape):
                 raise FeatureError(f"{self.name}: the victim's train split has images {tuple(rows.shape[1:])}, the detector expects {tuple(self.in_shape)}")
         if k['max_train'] and len(rows) > k['max_train']:
@@ -1329,7 +1328,7 @@ def _threshold_logit(p: float) -> float:
 class AnyOf(ClassicDetector):
     "Flag an image when any member (registered classic image detectors) flags it at its own 5 %-FPR threshold: logit = max over members of (member logit − its threshold logit) / its clean spread; one threshold for the union on valid."
     inputs = 'images'
-    def __init__(self, in_shape, classes, members=('srm', 'twin'), member_kw: dict | None = None, **kw):
+    def __init__(self, in_shape, classes, members=(), member_kw: dict | None = None, **kw):
         members = list(members)
         if len(members) < 2 or len(set(members)) != len(members): raise ValueError(f"any_of: needs two or more distinct members, got {members}")
         bad = [m for m in members if m not in DETECTORS or DETECTORS[m].neural or DETECTORS[m].defaults.get('inputs') != 'images'
@@ -1396,10 +1395,12 @@ class AnyOf(ClassicDetector):
             d.load_state_dict({k[len(n) + 1:]: v for k, v in state.items() if k.startswith(f'{n}.')})
             d.threshold = state[f'{n}@threshold']
 
-@register_detector('srm_twin', neural=False, paper='srm or twin (not in the paper)', inputs='images', members=('srm', 'twin'))
+SRM_TWIN = ('srm', 'twin')     # the members of srm_twin (the registry's `members` default: classic_table reuses them when fitted)
+
+@register_detector('srm_twin', neural=False, paper='srm or twin (not in the paper)', inputs='images', members=SRM_TWIN)
 def srm_twin(in_shape, classes, baseline_cfg: BaselineConfig | None = None, **kw):
     "Flagged by the steganalysis detector srm or the robust twin: srm's static detection, the twin's resistance to the adaptive attacker."
-    return AnyOf(in_shape, classes, cfg=baseline_config(baseline_cfg), **{'members': ('srm', 'twin'), **kw})
+    return AnyOf(in_shape, classes, cfg=baseline_config(baseline_cfg), **{'members': SRM_TWIN, **kw})
 
 
 # %% ../nbs/08_baselines.ipynb #d6ca9494
